@@ -1,0 +1,4 @@
+//! dingtalk-auth-proxy: DingTalk (钉钉) login in front of any intranet web app.
+
+#[cfg(feature = "fake")]
+pub mod fake;
