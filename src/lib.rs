@@ -1,5 +1,137 @@
-//! dingtalk-auth-proxy: DingTalk (钉钉) login in front of any intranet web app.
+//! dingtalk-auth-proxy: DingTalk (钉钉) login in front of any intranet web app, as a reverse
+//! proxy or as the target of nginx `auth_request` (Caddy `forward_auth`, Traefik `forwardAuth`).
+//!
+//! # Layout
+//! - [`config`]: the contract's configuration keys, loading (figment) and validation.
+//! - [`dingtalk`]: the DingTalk server-API client and its process-wide app-token cache.
+//! - [`session`]: the session and login-state cookies (encrypted, authenticated).
+//! - [`login`]: our endpoints under `auth_prefix`: login, callback, verify, userinfo, logout.
+//! - [`pages`]: the HTML pages we show ourselves.
+//! - [`redirect`]: the hostile `rd` parameter, reduced to a same-origin path.
+//! - [`identity`]: stripping and setting the identity headers.
+//! - [`access`]: `[access]` rules: allowed users and departments, `skip_auth` paths.
+//! - [`proxy`]: forwarding to the upstream (pooled client, hop-by-hop, WebSocket).
+//! - [`server`]: shared state, routing, the accept loop with graceful shutdown.
+//! - [`metrics`]: Prometheus counters for the admin listener.
+//! - [`response`]: small helpers for building our own responses.
+//! - `fake` (feature `fake`): a faithful fake DingTalk for tests and the demo.
+//! - `demo` (feature `fake`): the demo's echo upstream and the wiring of the demo.
+//!
+//! Tests and examples start a proxy in-process with [`start`].
 
+pub mod access;
 pub mod config;
+pub mod dingtalk;
+#[cfg(feature = "fake")]
+pub mod demo;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod identity;
+pub mod login;
+pub mod metrics;
+pub mod pages;
+pub mod proxy;
+pub mod redirect;
+pub mod response;
+pub mod server;
+pub mod session;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+pub use config::{Config, ConfigError};
+pub use server::{App, StartError};
+
+/// A proxy running in this process (tests, examples).
+pub struct Running {
+    /// The proxy's bound address.
+    pub addr: SocketAddr,
+    /// The admin listener's address, when one was configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// The application state (metrics, DingTalk client).
+    pub app: App,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains connections, and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Why [`start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The proxy could not be built.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// Binds `config.listen` (and `admin_listen`), builds the proxy and serves it in a spawned
+/// task. With port 0 and no `public_url`, `public_url` becomes `http://<bound address>`.
+pub async fn start(mut config: Config) -> Result<Running, RunError> {
+    let listener = bind(config.listen).await?;
+    let addr = listener.local_addr().map_err(|source| RunError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    config.listen = addr;
+    let admin = match config.admin_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    let app = App::new(config)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve_all(listener, admin, app.clone(), async {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        addr,
+        admin_addr,
+        app,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Serves the proxy (and the admin listener) until `shutdown` completes.
+pub async fn serve_all(
+    listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    if let Some(admin) = admin {
+        let mut rx = rx.clone();
+        tokio::spawn(server::serve_admin(admin, app.clone(), async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }));
+    }
+    let main = server::serve(listener, app, async {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    main.await;
+    drop(rx);
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })
+}

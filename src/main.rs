@@ -1,1 +1,112 @@
-fn main() {}
+//! The `dingtalk-auth-proxy` binary: `run` (the default) and `check-config`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dingtalk_auth_proxy::Config;
+
+/// DingTalk (钉钉) login in front of any intranet web app.
+#[derive(Parser)]
+#[command(name = "dingtalk-auth-proxy", version, about)]
+struct Cli {
+    /// TOML config file (environment variables DAP_* override it).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Run,
+    /// Print the effective config with secrets redacted; exit 2 if it is invalid.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dingtalk-auth-proxy: invalid config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            print!("{}", config.redacted_toml());
+            for key in config.inactive_keys() {
+                println!("# note: {key}");
+            }
+            println!("# config ok");
+            ExitCode::SUCCESS
+        }
+        Command::Run => run(config),
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dingtalk-auth-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        for key in config.inactive_keys() {
+            tracing::warn!("{key}");
+        }
+        let mode = match &config.upstream {
+            Some(u) => format!("reverse proxy to {u}"),
+            None => "auth-only (verify endpoint for nginx auth_request)".to_string(),
+        };
+        let running = match dingtalk_auth_proxy::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("dingtalk-auth-proxy: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(addr = %running.addr, mode = %mode, "listening");
+        if let Some(admin) = running.admin_addr {
+            tracing::info!(addr = %admin, "admin listening (/metrics /healthz /readyz)");
+        }
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Ctrl-C, or SIGTERM (Kubernetes sends this to start a graceful shutdown).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,196 @@
+//! Identity headers: the `X-User-Id`/`X-User-Mobile`/… headers the upstream trusts.
+//!
+//! The order that keeps this honest (see `proxy`): first [`IdentityHeaders::strip`] every
+//! client-sent header whose name matches one of ours in any spelling (case-insensitive, `_` for
+//! `-`), then strip hop-by-hop headers, and only then [`IdentityHeaders::apply`] the session's
+//! values. Names are parsed once at start-up.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::config::HeadersConfig;
+use crate::session::Session;
+
+/// Which session field a header carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    UserId,
+    Mobile,
+    Name,
+    UnionId,
+    Email,
+    JobNumber,
+    DeptIds,
+    Title,
+}
+
+/// Bytes that are percent-encoded in header values: controls, `%` itself (so decoding is
+/// unambiguous) and — through `utf8_percent_encode` — every non-ASCII byte.
+const VALUE_ENCODE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// The configured identity headers, ready to strip and set.
+#[derive(Clone, Debug)]
+pub struct IdentityHeaders {
+    headers: Vec<(HeaderName, Field)>,
+    /// Lower-case names with `-`, compared against incoming names with `_` folded to `-`.
+    normalized: Vec<Vec<u8>>,
+}
+
+impl IdentityHeaders {
+    /// Parses the configured names (validated by config, so failures only drop the header).
+    pub fn new(config: &HeadersConfig) -> IdentityHeaders {
+        let fields = [
+            (&config.user_id, Field::UserId),
+            (&config.mobile, Field::Mobile),
+            (&config.name, Field::Name),
+            (&config.union_id, Field::UnionId),
+            (&config.email, Field::Email),
+            (&config.job_number, Field::JobNumber),
+            (&config.dept_ids, Field::DeptIds),
+            (&config.title, Field::Title),
+        ];
+        let headers: Vec<(HeaderName, Field)> = fields
+            .into_iter()
+            .filter_map(|(name, field)| {
+                let name = HeaderName::from_bytes(name.as_deref()?.as_bytes()).ok()?;
+                Some((name, field))
+            })
+            .collect();
+        let normalized = headers
+            .iter()
+            .map(|(n, _)| n.as_str().bytes().map(fold).collect())
+            .collect();
+        IdentityHeaders {
+            headers,
+            normalized,
+        }
+    }
+
+    /// True when `name` is one of ours in some spelling (`X_User_Id`, `x-user-id`, …).
+    pub fn is_ours(&self, name: &HeaderName) -> bool {
+        let name = name.as_str().as_bytes();
+        self.normalized
+            .iter()
+            .any(|ours| ours.len() == name.len() && ours.iter().zip(name).all(|(a, b)| *a == fold(*b)))
+    }
+
+    /// Removes every client-sent header that matches one of ours. Allocates only when one is found.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        if !headers.keys().any(|k| self.is_ours(k)) {
+            return;
+        }
+        let doomed: Vec<HeaderName> = headers.keys().filter(|k| self.is_ours(k)).cloned().collect();
+        for name in doomed {
+            headers.remove(&name);
+        }
+    }
+
+    /// Sets the session's values (absent values are simply not sent).
+    pub fn apply(&self, headers: &mut HeaderMap, session: &Session) {
+        for (name, field) in &self.headers {
+            if let Some(value) = value_of(session, *field) {
+                headers.insert(name.clone(), value);
+            }
+        }
+    }
+
+    /// The (name, value) pairs for `session`, for `/verify` answers.
+    pub fn values<'a>(
+        &'a self,
+        session: &'a Session,
+    ) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
+        self.headers
+            .iter()
+            .filter_map(move |(name, field)| Some((name, value_of(session, *field)?)))
+    }
+}
+
+/// Case-folds and maps `_` to `-`.
+fn fold(b: u8) -> u8 {
+    match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+fn value_of(session: &Session, field: Field) -> Option<HeaderValue> {
+    let raw: std::borrow::Cow<'_, str> = match field {
+        Field::UserId => session.userid.as_str().into(),
+        Field::Mobile => session.mobile.as_deref()?.into(),
+        Field::Name => session.name.as_deref()?.into(),
+        Field::UnionId => session.unionid.as_deref()?.into(),
+        Field::Email => session.email.as_deref()?.into(),
+        Field::JobNumber => session.job_number.as_deref()?.into(),
+        Field::Title => session.title.as_deref()?.into(),
+        Field::DeptIds => {
+            if session.dept_ids.is_empty() {
+                return None;
+            }
+            let ids: Vec<String> = session.dept_ids.iter().map(i64::to_string).collect();
+            ids.join(",").into()
+        }
+    };
+    encode_value(&raw)
+}
+
+/// Header-safe form of a value: ASCII passes through, the rest is percent-encoded UTF-8.
+pub fn encode_value(raw: &str) -> Option<HeaderValue> {
+    let needs = raw.bytes().any(|b| !(0x20..0x7f).contains(&b) || b == b'%');
+    if needs {
+        HeaderValue::from_str(&utf8_percent_encode(raw, VALUE_ENCODE).to_string()).ok()
+    } else {
+        HeaderValue::from_str(raw).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session {
+            userid: "zhangsan".into(),
+            unionid: None,
+            name: Some("张三".into()),
+            mobile: Some("13800000001".into()),
+            email: None,
+            job_number: None,
+            title: None,
+            dept_ids: vec![1, 2],
+            issued_at: 0,
+            expires_at: u64::MAX,
+        }
+    }
+
+    /// Every spelling of a configured header is stripped; other headers stay.
+    #[test]
+    fn strips_all_spellings() {
+        let ids = IdentityHeaders::new(&HeadersConfig::default());
+        let mut h = HeaderMap::new();
+        for n in ["X-User-Id", "x_user_id", "X_USER-ID", "x-user-mobile", "x-user-idx", "accept"] {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("evil"));
+        }
+        ids.strip(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["accept", "x-user-idx"]);
+    }
+
+    /// Values are set from the session; non-ASCII is percent-encoded UTF-8.
+    #[test]
+    fn applies_values() {
+        let cfg = HeadersConfig {
+            name: Some("X-User-Name".into()),
+            dept_ids: Some("X-User-Depts".into()),
+            ..HeadersConfig::default()
+        };
+        let ids = IdentityHeaders::new(&cfg);
+        let mut h = HeaderMap::new();
+        ids.apply(&mut h, &session());
+        assert_eq!(h["x-user-id"], "zhangsan");
+        assert_eq!(h["x-user-mobile"], "13800000001");
+        assert_eq!(h["x-user-name"], "%E5%BC%A0%E4%B8%89");
+        assert_eq!(h["x-user-depts"], "1,2");
+        assert_eq!(encode_value("100%").unwrap(), "100%25");
+    }
+}

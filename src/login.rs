@@ -1,0 +1,321 @@
+//! The proxy's own endpoints under `auth_prefix`: login (in-app 免登 page or browser OAuth
+//! redirect), callback (state check, code exchange, session), verify (nginx `auth_request`),
+//! userinfo, logout and healthz.
+
+use base64::Engine;
+use http::header::{RETRY_AFTER, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use rand::RngCore;
+use serde_json::json;
+
+use crate::dingtalk::DingTalkError;
+use crate::pages;
+use crate::redirect::safe_rd;
+use crate::response::{self, Body};
+use crate::server::Shared;
+use crate::session::{now_secs, LoginState, Session, LOGIN_STATE_TTL};
+
+/// Who is asking, judged by the User-Agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Inside the DingTalk client (`DingTalk` in the UA, any case).
+    DingTalk,
+    /// DingTalk's chat link-preview crawler (`DingTalk-LinkService`): never a login.
+    LinkPreview,
+    /// Any other browser.
+    Browser,
+}
+
+/// Classifies the request's User-Agent without allocating.
+pub fn client_kind(headers: &HeaderMap) -> ClientKind {
+    let ua = headers
+        .get(USER_AGENT)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if contains_ignore_case(ua, b"dingtalk-linkservice") {
+        ClientKind::LinkPreview
+    } else if contains_ignore_case(ua, b"dingtalk") {
+        ClientKind::DingTalk
+    } else {
+        ClientKind::Browser
+    }
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The value of query parameter `name`, percent-decoded.
+pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `GET {prefix}/login?rd=…[&flow=qr]`.
+pub fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+    let rd = safe_rd(query_param(query, "rd").as_deref());
+    let force_qr = query_param(query, "flow").as_deref() == Some("qr");
+    let kind = client_kind(headers);
+    if kind == ClientKind::LinkPreview {
+        return pages::link_preview();
+    }
+    let in_app = kind == ClientKind::DingTalk && !force_qr;
+    let state = LoginState {
+        state: random_token(),
+        rd,
+        flow: if in_app { "inapp" } else { "oauth" }.to_string(),
+        expires_at: now_secs() + LOGIN_STATE_TTL.as_secs(),
+    };
+    let mut resp = if in_app {
+        let qr = app.login_url(&state.rd, true);
+        let nonce = random_token();
+        pages::in_app_login(&pages::InAppLogin {
+            jsapi_url: app.config.dingtalk.jsapi_url.as_str(),
+            corp_id: &app.config.dingtalk.corp_id,
+            client_id: &app.config.dingtalk.app_key,
+            callback: &app.callback_path,
+            state: &state.state,
+            qr_login: &qr,
+            nonce: &nonce,
+        })
+    } else {
+        response::redirect(&app.oauth_url(&state.state))
+    };
+    response::set_cookie(&mut resp, &app.codec.login_state_cookie(&state));
+    resp
+}
+
+/// `GET {prefix}/callback?code=…&state=…` (in-app) or `?authCode=…&state=…` (browser).
+pub async fn callback(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+    let mut resp = callback_inner(app, headers, query).await;
+    response::set_cookie(&mut resp, &app.codec.clear_login_state_cookie());
+    resp
+}
+
+async fn callback_inner(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+    let retry_root = app.login_url("/", false);
+    let Some(saved) = app.codec.login_state(headers) else {
+        app.metrics.login("bad_state");
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "登录状态已失效或缺失，请重新登录。",
+            "The login state is missing or expired (cookies blocked, or the login took too long). Please log in again.",
+            Some(&retry_root),
+        );
+    };
+    let retry = app.login_url(&saved.rd, false);
+    let sent_state = query_param(query, "state").unwrap_or_default();
+    if sent_state.is_empty() || sent_state != saved.state {
+        app.metrics.login("bad_state");
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "登录请求校验失败（state 不匹配），请重新登录。",
+            "The login request could not be verified (state mismatch). Please log in again.",
+            Some(&retry),
+        );
+    }
+    if !app.consume_state(&saved.state, saved.expires_at) {
+        app.metrics.login("bad_state");
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "该登录请求已使用过，请重新登录。",
+            "This login request was already used. Please log in again.",
+            Some(&retry),
+        );
+    }
+    if let Some(err) = query_param(query, "error") {
+        app.metrics.login("denied");
+        tracing::info!(error = %err, "DingTalk login was not approved");
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "钉钉登录未完成（已取消或被拒绝）。",
+            "DingTalk sign-in was cancelled or denied.",
+            Some(&retry),
+        );
+    }
+    let oauth = saved.flow == "oauth";
+    let code = if oauth {
+        query_param(query, "authCode").or_else(|| query_param(query, "code"))
+    } else {
+        query_param(query, "code").or_else(|| query_param(query, "authCode"))
+    };
+    let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 512) else {
+        app.metrics.login("bad_request");
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "缺少钉钉授权码，请重新登录。",
+            "The DingTalk authorization code is missing. Please log in again.",
+            Some(&retry),
+        );
+    };
+    let user = if oauth {
+        app.dingtalk.user_by_auth_code(&code).await
+    } else {
+        app.dingtalk.user_by_code(&code).await
+    };
+    let user = match user {
+        Ok(user) => user,
+        Err(e) => {
+            app.metrics.login("dingtalk_error");
+            return dingtalk_error_page(&e, &retry);
+        }
+    };
+    if user.active == Some(false) {
+        app.metrics.login("inactive");
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "您的钉钉账号尚未激活，无法登录。",
+            "Your DingTalk account is not active.",
+            None,
+        );
+    }
+    let session = Session::new(&user, app.codec.ttl());
+    if !app.access.allows(&session) {
+        app.metrics.login("forbidden");
+        tracing::info!(userid = %session.userid, "login refused by [access]");
+        return pages::forbidden(&session.userid);
+    }
+    app.metrics.login("ok");
+    tracing::info!(userid = %session.userid, flow = %saved.flow, "login");
+    let mut resp = response::redirect(&saved.rd);
+    response::set_cookie(&mut resp, &app.codec.session_cookie(&session));
+    resp
+}
+
+/// The page for a DingTalk error during login, with `Retry-After` when DingTalk throttles us.
+fn dingtalk_error_page(e: &DingTalkError, retry: &str) -> Response<Body> {
+    tracing::warn!(error = %e, "login failed at DingTalk");
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let en = e.to_string();
+    let mut resp = pages::error(status, e.message_zh(), &en, Some(retry));
+    if let Some(after) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+            resp.headers_mut().insert(RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+/// `GET {prefix}/verify`: 200 + identity headers, 401, or 403; never a redirect, empty bodies.
+/// `skip_auth` is judged on `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik, Caddy).
+pub fn verify(app: &Shared, headers: &HeaderMap) -> Response<Body> {
+    let session = app.codec.session(headers);
+    if let Some(s) = &session {
+        if app.access.allows(s) {
+            app.metrics.verify("ok");
+            let mut resp = response::status(StatusCode::OK);
+            for (name, value) in app.identity.values(s) {
+                resp.headers_mut().insert(name.clone(), value);
+            }
+            return resp;
+        }
+    }
+    let original = headers
+        .get("x-original-uri")
+        .or_else(|| headers.get("x-forwarded-uri"))
+        .and_then(|v| v.to_str().ok());
+    if let Some(uri) = original {
+        let path = uri.split(['?', '#']).next().unwrap_or_default();
+        if app.access.skips(path) {
+            app.metrics.verify("skip");
+            return response::status(StatusCode::OK);
+        }
+    }
+    if session.is_some() {
+        app.metrics.verify("forbidden");
+        response::status(StatusCode::FORBIDDEN)
+    } else {
+        app.metrics.verify("unauthenticated");
+        response::status(StatusCode::UNAUTHORIZED)
+    }
+}
+
+/// `GET {prefix}/userinfo`: the session user as JSON, or 401 JSON.
+pub fn userinfo(app: &Shared, headers: &HeaderMap) -> Response<Body> {
+    match app.codec.session(headers) {
+        Some(s) => response::json(
+            StatusCode::OK,
+            &json!({
+                "userid": s.userid,
+                "name": s.name,
+                "mobile": s.mobile,
+                "unionid": s.unionid,
+                "email": s.email,
+                "job_number": s.job_number,
+                "title": s.title,
+                "dept_ids": s.dept_ids,
+                "issued_at": s.issued_at,
+                "expires_at": s.expires_at,
+            }),
+        ),
+        None => app.unauthenticated_json("/"),
+    }
+}
+
+/// `GET|POST {prefix}/logout?rd=`: clears the session, then 302 to `rd` or the signed-out page.
+pub fn logout(app: &Shared, query: Option<&str>) -> Response<Body> {
+    let mut resp = match query_param(query, "rd") {
+        Some(rd) => response::redirect(&safe_rd(Some(&rd))),
+        None => pages::signed_out(&app.login_url("/", false)),
+    };
+    response::set_cookie(&mut resp, &app.codec.clear_session_cookie());
+    response::set_cookie(&mut resp, &app.codec.clear_login_state_cookie());
+    resp
+}
+
+/// Dispatches a request under the auth prefix; `rest` is the path after the prefix.
+pub async fn handle(
+    app: &Shared,
+    method: &Method,
+    rest: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Response<Body> {
+    let get = method == Method::GET || method == Method::HEAD;
+    match rest {
+        "/healthz" if get => response::text(StatusCode::OK, "ok"),
+        "/verify" if get => verify(app, headers),
+        "/login" if get => login(app, headers, query),
+        "/callback" if get => callback(app, headers, query).await,
+        "/userinfo" if get => userinfo(app, headers),
+        "/logout" if get || method == Method::POST => logout(app, query),
+        "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
+            let mut r = response::status(StatusCode::METHOD_NOT_ALLOWED);
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
+        _ => response::text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ua(s: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(USER_AGENT, HeaderValue::from_str(s).unwrap());
+        h
+    }
+
+    /// The DingTalk client is recognised in any case; the link-preview crawler is not a user.
+    #[test]
+    fn classifies_user_agents() {
+        let mobile = "Mozilla/5.0 (Linux; Android 13) AliApp(DingTalk/7.6.0) DingTalk/7.6.0";
+        assert_eq!(client_kind(&ua(mobile)), ClientKind::DingTalk);
+        assert_eq!(client_kind(&ua("Mozilla/5.0 dingtalk-win/1.0")), ClientKind::DingTalk);
+        assert_eq!(client_kind(&ua("DingTalk-LinkService/1.0")), ClientKind::LinkPreview);
+        assert_eq!(client_kind(&ua("Mozilla/5.0 Chrome/120")), ClientKind::Browser);
+        assert_eq!(client_kind(&HeaderMap::new()), ClientKind::Browser);
+    }
+}

@@ -1,0 +1,317 @@
+//! The server: shared state built once from the config, the accept loop with graceful
+//! shutdown, and the per-request routing between our own endpoints and the upstream.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use http::header::ACCEPT;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::access::Access;
+use crate::config::Config;
+use crate::dingtalk::{DingTalk, DingTalkError};
+use crate::identity::IdentityHeaders;
+use crate::login;
+use crate::metrics::Metrics;
+use crate::pages;
+use crate::proxy::{Forward, ProxyError, Upstream};
+use crate::response::{self, Body};
+use crate::session::{now_secs, CookieCodec};
+
+/// Why the proxy could not be built from a (valid) config.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The DingTalk client could not be built.
+    #[error("DingTalk client: {0}")]
+    DingTalk(#[from] DingTalkError),
+    /// The upstream client could not be built.
+    #[error("upstream: {0}")]
+    Upstream(#[from] ProxyError),
+}
+
+/// Everything a request needs, built once at start-up and shared by all connections.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// Seals and opens our cookies.
+    pub codec: CookieCodec,
+    /// The identity headers to strip and set.
+    pub identity: IdentityHeaders,
+    /// `[access]` rules.
+    pub access: Access,
+    /// The DingTalk client with its token cache.
+    pub dingtalk: DingTalk,
+    /// The upstream, absent in auth-only mode.
+    pub upstream: Option<Upstream>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// `state` values already used at the callback, with their expiry (replay protection).
+    used_states: DashMap<String, u64>,
+    /// `{auth_prefix}/callback`.
+    pub callback_path: String,
+    /// `{public_url}{auth_prefix}/callback`, DingTalk's `redirect_uri`.
+    callback_url: String,
+}
+
+/// A cheap-to-clone handle to the proxy's shared state.
+#[derive(Clone)]
+pub struct App(Arc<Shared>);
+
+impl App {
+    /// Builds clients, keys and rules from `config`. No network I/O.
+    pub fn new(config: Config) -> Result<App, StartError> {
+        let dingtalk = DingTalk::new(&config.dingtalk)?;
+        let upstream = match &config.upstream {
+            Some(url) => Some(Upstream::new(
+                url,
+                config.upstream_timeout,
+                config.secure_cookies(),
+                &config.session.cookie_name,
+            )?),
+            None => None,
+        };
+        let callback_path = format!("{}/callback", config.auth_prefix);
+        let callback_url = format!("{}{}", config.public_origin(), callback_path);
+        Ok(App(Arc::new(Shared {
+            codec: CookieCodec::new(&config),
+            identity: IdentityHeaders::new(&config.headers),
+            access: Access::new(&config.access),
+            dingtalk,
+            upstream,
+            metrics: Metrics::new(),
+            used_states: DashMap::new(),
+            callback_path,
+            callback_url,
+            config,
+        })))
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Shared {
+        &self.0
+    }
+
+    /// Handles one request from `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let app = &*self.0;
+        let prefix = app.config.auth_prefix.as_str();
+        let path = req.uri().path();
+        if let Some(rest) = path.strip_prefix(prefix) {
+            if rest.is_empty() || rest.starts_with('/') {
+                app.metrics.request("auth");
+                let (method, headers, query) = (req.method(), req.headers(), req.uri().query());
+                return login::handle(app, method, rest, headers, query).await;
+            }
+        }
+        let Some(upstream) = &app.upstream else {
+            app.metrics.request("not_found");
+            return response::text(
+                StatusCode::NOT_FOUND,
+                "not found (auth-only mode: only the auth endpoints are served)\n",
+            );
+        };
+        let mut req = req;
+        // 1. Never let a client speak for the user.
+        app.identity.strip(req.headers_mut());
+        // skip_auth looks at the request's own path only.
+        if app.access.skips(req.uri().path()) {
+            app.metrics.request("skipped");
+            let fwd = Forward {
+                peer,
+                identity: None,
+            };
+            return upstream.forward(req, fwd).await;
+        }
+        let Some(session) = app.codec.session(req.headers()) else {
+            return app.unauthenticated(req.method(), req.headers(), req.uri());
+        };
+        if !app.access.allows(&session) {
+            app.metrics.request("forbidden");
+            return pages::forbidden(&session.userid);
+        }
+        app.metrics.request("proxied");
+        let set = |h: &mut HeaderMap| app.identity.apply(h, &session);
+        let fwd = Forward {
+            peer,
+            identity: Some(&set),
+        };
+        upstream.forward(req, fwd).await
+    }
+}
+
+impl Shared {
+    /// The answer to an unauthenticated request: 302 to login for a browser navigation,
+    /// 401 JSON for anything else.
+    fn unauthenticated(&self, method: &Method, headers: &HeaderMap, uri: &http::Uri) -> Response<Body> {
+        let rd = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        if is_navigation(method, headers) {
+            self.metrics.request("redirected");
+            response::redirect(&self.login_url(rd, false))
+        } else {
+            self.metrics.request("unauthenticated");
+            self.unauthenticated_json(rd)
+        }
+    }
+
+    /// `401 {"error":"unauthenticated","login_url":…}`.
+    pub fn unauthenticated_json(&self, rd: &str) -> Response<Body> {
+        let login_url = format!("{}{}", self.config.public_origin(), self.login_url(rd, false));
+        let mut resp = response::json(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "unauthenticated", "login_url": login_url}),
+        );
+        if let Ok(v) = http::HeaderValue::from_str("DingTalk") {
+            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+
+    /// `{auth_prefix}/login?rd=…` (relative), optionally forcing the QR (OAuth) flow.
+    pub fn login_url(&self, rd: &str, qr: bool) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("rd", rd);
+        if qr {
+            q.append_pair("flow", "qr");
+        }
+        format!("{}/login?{}", self.config.auth_prefix, q.finish())
+    }
+
+    /// DingTalk's OAuth page URL for a browser login with this `state`.
+    pub fn oauth_url(&self, state: &str) -> String {
+        let d = &self.config.dingtalk;
+        let mut url = d.login_base.clone();
+        let path = format!("{}/oauth2/auth", d.login_base.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("redirect_uri", &self.callback_url)
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &d.app_key)
+            .append_pair("scope", "openid")
+            .append_pair("state", state)
+            .append_pair("prompt", "consent")
+            .append_pair("corpId", &d.corp_id);
+        url.into()
+    }
+
+    /// Marks a login `state` as used; false if it was used before (a replayed callback).
+    pub fn consume_state(&self, state: &str, expires_at: u64) -> bool {
+        let now = now_secs();
+        if self.used_states.len() > 10_000 {
+            self.used_states.retain(|_, exp| *exp > now);
+        }
+        let fresh = !self.used_states.contains_key(state);
+        if fresh {
+            self.used_states.insert(state.to_string(), expires_at);
+        }
+        fresh
+    }
+}
+
+/// A browser navigation: GET/HEAD that accepts HTML and is not an XHR.
+fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    if method != Method::GET && method != Method::HEAD {
+        return false;
+    }
+    let xhr = headers
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"));
+    let html = headers
+        .get_all(ACCEPT)
+        .iter()
+        .any(|v| v.as_bytes().windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")));
+    html && !xhr
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains open connections
+/// (at most 10 s).
+pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a moment, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let app = app.clone();
+                let service = service_fn(move |req| {
+                    let app = app.clone();
+                    async move { Ok::<_, std::convert::Infallible>(app.handle(req, peer).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("connections still open after 10 s; closing them");
+        }
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on the admin listener until `shutdown`.
+pub async fn serve_admin(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let app = app.clone();
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let app = app.clone();
+                    async move {
+                        let resp = match req.uri().path() {
+                            "/metrics" => {
+                                let mut r = Response::new(response::full(app.0.metrics.render()));
+                                r.headers_mut().insert(
+                                    http::header::CONTENT_TYPE,
+                                    http::HeaderValue::from_static(
+                                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                    ),
+                                );
+                                r
+                            }
+                            "/healthz" | "/readyz" => response::text(StatusCode::OK, "ok\n"),
+                            _ => response::text(StatusCode::NOT_FOUND, "not found\n"),
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+}

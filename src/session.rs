@@ -1,0 +1,333 @@
+//! Sessions: what we remember about a logged-in user, and the encrypted cookies that carry it.
+//!
+//! The session cookie and the short-lived login-state cookie are both sealed with the `cookie`
+//! crate's private jar (AES-256-GCM, authenticated, the cookie's name bound in as associated
+//! data). The key is derived once at start-up from `session.secret`; a tampered, truncated,
+//! expired or foreign-key cookie simply decodes to `None`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cookie::{Cookie, Key, SameSite};
+use http::header::COOKIE;
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::dingtalk::User;
+
+/// A logged-in user as kept in the session cookie.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// DingTalk userid.
+    #[serde(rename = "u")]
+    pub userid: String,
+    /// unionid, when DingTalk sent one.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+    /// Display name.
+    #[serde(rename = "nm", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Mobile number.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<String>,
+    /// Email.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Job number (工号).
+    #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
+    pub job_number: Option<String>,
+    /// Job title.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Department ids.
+    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
+    pub dept_ids: Vec<i64>,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(rename = "iat")]
+    pub issued_at: u64,
+    /// Expires at, seconds since the Unix epoch.
+    #[serde(rename = "exp")]
+    pub expires_at: u64,
+}
+
+impl Session {
+    /// A new session for `user`, valid for `ttl` from now.
+    pub fn new(user: &User, ttl: Duration) -> Session {
+        let now = now_secs();
+        Session {
+            userid: user.userid.clone(),
+            unionid: user.unionid.clone(),
+            name: user.name.clone(),
+            mobile: user.mobile.clone(),
+            email: user.email.clone(),
+            job_number: user.job_number.clone(),
+            title: user.title.clone(),
+            dept_ids: user.dept_ids.clone(),
+            issued_at: now,
+            expires_at: now.saturating_add(ttl.as_secs()),
+        }
+    }
+
+    /// True once the expiry time has passed.
+    pub fn is_expired(&self) -> bool {
+        now_secs() >= self.expires_at
+    }
+}
+
+/// What the login-state cookie remembers between `/login` and `/callback`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoginState {
+    /// The random `state` value sent to DingTalk.
+    #[serde(rename = "s")]
+    pub state: String,
+    /// Where to go after login (already checked to be a safe relative path).
+    #[serde(rename = "rd")]
+    pub rd: String,
+    /// Which flow started it: `"inapp"` or `"oauth"`.
+    #[serde(rename = "f")]
+    pub flow: String,
+    /// Expires at, seconds since the Unix epoch.
+    #[serde(rename = "exp")]
+    pub expires_at: u64,
+}
+
+/// How long a login may take between `/login` and `/callback`.
+pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
+
+/// Seals and opens the proxy's cookies. Built once at start-up; cheap to use per request.
+pub struct CookieCodec {
+    key: Key,
+    name: String,
+    state_name: String,
+    state_path: String,
+    secure: bool,
+    ttl: Duration,
+}
+
+impl CookieCodec {
+    /// Derives the cookie key from `session.secret` (validated to be ≥ 32 bytes).
+    pub fn new(config: &Config) -> CookieCodec {
+        CookieCodec {
+            key: derive_key(config.session.secret.expose()),
+            name: config.session.cookie_name.clone(),
+            state_name: format!("{}_state", config.session.cookie_name),
+            state_path: config.auth_prefix.clone(),
+            secure: config.secure_cookies(),
+            ttl: config.session.ttl,
+        }
+    }
+
+    /// The session cookie's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The valid, unexpired session in the request's `Cookie` headers, if any.
+    pub fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let sealed = find_cookie(headers, &self.name)?;
+        let session: Session = self.open(&self.name, sealed)?;
+        (!session.is_expired()).then_some(session)
+    }
+
+    /// The login state in the request's cookies, if valid and unexpired.
+    pub fn login_state(&self, headers: &HeaderMap) -> Option<LoginState> {
+        let sealed = find_cookie(headers, &self.state_name)?;
+        let state: LoginState = self.open(&self.state_name, sealed)?;
+        (now_secs() < state.expires_at).then_some(state)
+    }
+
+    /// `Set-Cookie` value carrying `session`.
+    pub fn session_cookie(&self, session: &Session) -> String {
+        let max_age = session.expires_at.saturating_sub(now_secs());
+        self.seal(&self.name, session, "/", max_age)
+    }
+
+    /// `Set-Cookie` value that deletes the session cookie.
+    pub fn clear_session_cookie(&self) -> String {
+        self.removal(&self.name, "/")
+    }
+
+    /// `Set-Cookie` value carrying `state`.
+    pub fn login_state_cookie(&self, state: &LoginState) -> String {
+        self.seal(
+            &self.state_name,
+            state,
+            &self.state_path,
+            LOGIN_STATE_TTL.as_secs(),
+        )
+    }
+
+    /// `Set-Cookie` value that deletes the login-state cookie.
+    pub fn clear_login_state_cookie(&self) -> String {
+        self.removal(&self.state_name, &self.state_path)
+    }
+
+    /// The configured session lifetime.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn seal<T: Serialize>(&self, name: &str, value: &T, path: &str, max_age: u64) -> String {
+        let json = serde_json::to_string(value).unwrap_or_default();
+        let mut jar = cookie::CookieJar::new();
+        jar.private_mut(&self.key)
+            .add(Cookie::new(name.to_string(), json));
+        let sealed = jar
+            .get(name)
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let mut c = Cookie::new(name.to_string(), sealed);
+        self.attributes(&mut c, path);
+        c.set_max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age).unwrap_or(i64::MAX),
+        ));
+        c.to_string()
+    }
+
+    fn removal(&self, name: &str, path: &str) -> String {
+        let mut c = Cookie::new(name.to_string(), "");
+        self.attributes(&mut c, path);
+        c.set_max_age(cookie::time::Duration::ZERO);
+        c.set_expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+        c.to_string()
+    }
+
+    fn attributes(&self, c: &mut Cookie<'static>, path: &str) {
+        c.set_path(path.to_string());
+        c.set_http_only(true);
+        c.set_same_site(SameSite::Lax);
+        c.set_secure(self.secure);
+    }
+
+    fn open<T: for<'de> Deserialize<'de>>(&self, name: &str, sealed: &str) -> Option<T> {
+        let jar = cookie::CookieJar::new();
+        let plain = jar
+            .private(&self.key)
+            .decrypt(Cookie::new(name.to_string(), sealed.to_string()))?;
+        serde_json::from_str(plain.value()).ok()
+    }
+}
+
+/// Derives the AES-GCM key from the configured secret (HKDF inside `cookie::Key`).
+fn derive_key(secret: &str) -> Key {
+    let bytes = secret.as_bytes();
+    if bytes.len() >= 32 {
+        Key::derive_from(bytes)
+    } else {
+        // Config validation rejects short secrets; pad defensively instead of panicking.
+        let mut padded = bytes.to_vec();
+        padded.resize(32, 0);
+        Key::derive_from(&padded)
+    }
+}
+
+/// The raw value of cookie `name` in the request's `Cookie` headers (first match).
+pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn codec(secret: &str) -> CookieCodec {
+        let mut c = Config::default();
+        c.session.secret = crate::config::Secret::new(secret);
+        CookieCodec::new(&c)
+    }
+
+    fn user() -> User {
+        User {
+            userid: "zhangsan".into(),
+            mobile: Some("13800000001".into()),
+            name: Some("张三".into()),
+            dept_ids: vec![1, 2],
+            ..Default::default()
+        }
+    }
+
+    fn headers(set_cookie: &str) -> HeaderMap {
+        let pair = set_cookie.split(';').next().unwrap_or_default();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_str(&format!("a=b; {pair}")).unwrap());
+        h
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A sealed session opens again with the same key and has the cookie attributes we promise.
+    #[test]
+    fn round_trip() {
+        let c = codec(SECRET);
+        let s = Session::new(&user(), Duration::from_secs(3600));
+        let set = c.session_cookie(&s);
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"));
+        assert!(!set.contains("13800000001"), "cookie is not encrypted: {set}");
+        assert_eq!(c.session(&headers(&set)), Some(s));
+    }
+
+    /// Tampered, truncated, foreign-key and expired cookies all count as no session.
+    #[test]
+    fn rejects_bad_cookies() {
+        let c = codec(SECRET);
+        let s = Session::new(&user(), Duration::from_secs(3600));
+        let set = c.session_cookie(&s);
+        let pair = set.split(';').next().unwrap();
+        let (name, value) = pair.split_once('=').unwrap();
+        let mut tampered = value.as_bytes().to_vec();
+        let mid = tampered.len() / 2;
+        tampered[mid] = if tampered[mid] == b'A' { b'B' } else { b'A' };
+        let tampered = format!("{name}={}", String::from_utf8(tampered).unwrap());
+        assert_eq!(c.session(&headers(&tampered)), None);
+        let truncated = format!("{name}={}", &value[..value.len() - 5]);
+        assert_eq!(c.session(&headers(&truncated)), None);
+        let foreign = codec("another-secret-another-secret-another");
+        assert_eq!(foreign.session(&headers(&set)), None);
+        let mut old = s.clone();
+        old.expires_at = now_secs() - 1;
+        assert_eq!(c.session(&headers(&c.session_cookie(&old))), None);
+        assert_eq!(c.session(&headers("dap_session=garbage")), None);
+    }
+
+    /// Two replicas configured with the same secret accept each other's cookies.
+    #[test]
+    fn replicas_share_cookies() {
+        let a = codec(SECRET);
+        let b = codec(SECRET);
+        let s = Session::new(&user(), Duration::from_secs(60));
+        assert_eq!(b.session(&headers(&a.session_cookie(&s))), Some(s));
+    }
+
+    /// The state cookie cannot be swapped in as a session cookie (names are bound in).
+    #[test]
+    fn cookie_names_are_bound() {
+        let c = codec(SECRET);
+        let st = LoginState {
+            state: "x".into(),
+            rd: "/".into(),
+            flow: "oauth".into(),
+            expires_at: now_secs() + 60,
+        };
+        let set = c.login_state_cookie(&st);
+        assert_eq!(c.login_state(&headers(&set)), Some(st));
+        let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
+        assert_eq!(c.session(&headers(&format!("dap_session={value}"))), None);
+    }
+}
