@@ -1,0 +1,195 @@
+//! Shared test harness: a fake DingTalk, the echo upstream and a proxy, all on 127.0.0.1:0,
+//! plus helpers that walk the login flows over real HTTP.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use dingtalk_auth_proxy::config::{Config, Secret};
+use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeHandle, FakeUser};
+use dingtalk_auth_proxy::Running;
+use reqwest::header::{HeaderMap, SET_COOKIE};
+
+/// A User-Agent of the DingTalk mobile client.
+pub const DINGTALK_UA: &str =
+    "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 AliApp(DingTalk/7.6.0) DingTalk/7.6.0";
+/// A desktop browser's User-Agent.
+pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0";
+/// The session secret every test proxy uses.
+pub const SECRET: &str = "test-session-secret-0123456789abcdef";
+
+/// The test user: non-ASCII name, known mobile, two departments.
+pub fn wangwu() -> FakeUser {
+    let mut u = FakeUser::new("wangwu", "王五");
+    u.mobile = Some("13900000002".into());
+    u.email = Some("wangwu@example.com".into());
+    u.dept_ids = vec![10, 20];
+    u
+}
+
+/// Everything a test talks to.
+pub struct Harness {
+    pub fake: FakeHandle,
+    pub upstream: SocketAddr,
+    pub proxy: Running,
+    pub config: Config,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// A client that does not follow redirects and keeps no cookies.
+    pub http: reqwest::Client,
+}
+
+/// Starts a harness with the default test config.
+pub async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// Starts a harness after `tweak` has adjusted the config.
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Harness {
+    let fake = FakeDingTalk::new()
+        .user(wangwu())
+        .start()
+        .await
+        .expect("fake DingTalk starts");
+    let upstream = dingtalk_auth_proxy::demo::start_echo()
+        .await
+        .expect("echo upstream starts");
+    start_against(fake, upstream, tweak).await
+}
+
+/// Starts a proxy against an existing fake and upstream.
+pub async fn start_against(
+    fake: FakeHandle,
+    upstream: SocketAddr,
+    tweak: impl FnOnce(&mut Config),
+) -> Harness {
+    let mut config = dingtalk_auth_proxy::demo::demo_config(
+        &fake,
+        upstream,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
+    config.session.secret = Secret::new(SECRET);
+    tweak(&mut config);
+    let proxy = dingtalk_auth_proxy::start(config.clone())
+        .await
+        .expect("proxy starts");
+    let base = format!("http://{}", proxy.addr);
+    Harness {
+        fake,
+        upstream,
+        proxy,
+        config,
+        base,
+        http: client(),
+    }
+}
+
+/// A reqwest client that shows redirects instead of following them.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .expect("client builds")
+}
+
+/// `name=value` of cookie `name` set by this response (empty value = a deletion).
+pub fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|pair| pair.split_once('=').is_some_and(|(k, _)| k == name))
+        .map(str::to_string)
+}
+
+/// The `state` embedded in the in-app login page.
+pub fn state_from_page(html: &str) -> String {
+    let at = html.find("\"state\":\"").expect("page carries a state") + 9;
+    html[at..].split('"').next().unwrap_or_default().to_string()
+}
+
+impl Harness {
+    /// GET `path` with extra headers.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request succeeds")
+    }
+
+    /// Opens the in-app login page for `rd`: returns (state cookie pair, state).
+    pub async fn start_inapp_login(&self, rd: &str) -> (String, String) {
+        let path = format!("/_auth/login?rd={}", urlencode(rd));
+        let resp = self
+            .get(
+                &path,
+                &[("user-agent", DINGTALK_UA), ("accept", "text/html")],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let cookie = set_cookie(resp.headers(), "dap_session_state").expect("state cookie");
+        let html = resp.text().await.expect("page body");
+        (cookie, state_from_page(&html))
+    }
+
+    /// The callback as the login page's script would call it.
+    pub async fn callback(&self, state_cookie: &str, code: &str, state: &str) -> reqwest::Response {
+        let path = format!(
+            "/_auth/callback?code={}&state={}",
+            urlencode(code),
+            urlencode(state)
+        );
+        self.get(
+            &path,
+            &[("cookie", state_cookie), ("user-agent", DINGTALK_UA)],
+        )
+        .await
+    }
+
+    /// The whole in-app login for `userid`, as the JSAPI would do it; returns the
+    /// `dap_session=…` pair and the Location the callback sent the browser to.
+    pub async fn login_inapp(&self, userid: &str, rd: &str) -> (String, String) {
+        let (state_cookie, state) = self.start_inapp_login(rd).await;
+        let code = self
+            .fake
+            .mint_code(userid)
+            .expect("user exists in the fake");
+        let resp = self.callback(&state_cookie, &code, &state).await;
+        assert_eq!(resp.status(), 302, "callback: {:?}", resp.text().await);
+        let location = resp.headers()["location"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        let session = set_cookie(resp.headers(), "dap_session").expect("session cookie");
+        (session, location)
+    }
+
+    /// GET through the proxy as a logged-in user; returns the echo upstream's JSON.
+    pub async fn echo(
+        &self,
+        session: &str,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> serde_json::Value {
+        let mut headers = vec![("cookie", session), ("accept", "application/json")];
+        headers.extend_from_slice(extra);
+        let resp = self.get(path, &headers).await;
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.expect("echo JSON")
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The values upstream saw for header `name`.
+pub fn seen<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    echo["headers"][name]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default()
+}
