@@ -62,6 +62,7 @@ mod tests {
             dept_ids: depts.to_vec(),
             issued_at: 0,
             expires_at: u64::MAX,
+            checked_at: 0,
         }
     }
 

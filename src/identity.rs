@@ -159,6 +159,7 @@ mod tests {
             dept_ids: vec![1, 2],
             issued_at: 0,
             expires_at: u64::MAX,
+            checked_at: 0,
         }
     }
 

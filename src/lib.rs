@@ -13,6 +13,7 @@
 //! - [`proxy`]: forwarding to the upstream (pooled client, hop-by-hop, WebSocket).
 //! - [`server`]: shared state, routing, the accept loop with graceful shutdown.
 //! - [`metrics`]: Prometheus counters for the admin listener.
+//! - [`revalidate`]: periodic re-checks of sessions against DingTalk (`session.revalidate`).
 //! - [`response`]: small helpers for building our own responses.
 //! - `fake` (feature `fake`): a faithful fake DingTalk for tests and the demo.
 //! - `demo` (feature `fake`): the demo's echo upstream and the wiring of the demo.
@@ -33,6 +34,7 @@ pub mod pages;
 pub mod proxy;
 pub mod redirect;
 pub mod response;
+pub mod revalidate;
 pub mod server;
 pub mod session;
 

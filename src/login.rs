@@ -207,9 +207,17 @@ fn dingtalk_error_page(e: &DingTalkError, retry: &str) -> Response<Body> {
 
 /// `GET {prefix}/verify`: 200 + identity headers, 401, or 403; never a redirect, empty bodies.
 /// `skip_auth` is judged on `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik, Caddy).
-pub fn verify(app: &Shared, headers: &HeaderMap) -> Response<Body> {
-    let session = app.codec.session(headers);
-    if let Some(s) = &session {
+pub async fn verify(app: &Shared, headers: &HeaderMap) -> Response<Body> {
+    let (session, set_cookie) = app.current_session(headers).await;
+    let mut resp = verify_answer(app, headers, session.as_ref());
+    if let Some(c) = set_cookie {
+        response::set_cookie(&mut resp, &c);
+    }
+    resp
+}
+
+fn verify_answer(app: &Shared, headers: &HeaderMap, session: Option<&Session>) -> Response<Body> {
+    if let Some(s) = session {
         if app.access.allows(s) {
             app.metrics.verify("ok");
             let mut resp = response::status(StatusCode::OK);
@@ -240,8 +248,17 @@ pub fn verify(app: &Shared, headers: &HeaderMap) -> Response<Body> {
 }
 
 /// `GET {prefix}/userinfo`: the session user as JSON, or 401 JSON.
-pub fn userinfo(app: &Shared, headers: &HeaderMap) -> Response<Body> {
-    match app.codec.session(headers) {
+pub async fn userinfo(app: &Shared, headers: &HeaderMap) -> Response<Body> {
+    let (session, set_cookie) = app.current_session(headers).await;
+    let mut resp = userinfo_answer(app, session);
+    if let Some(c) = set_cookie {
+        response::set_cookie(&mut resp, &c);
+    }
+    resp
+}
+
+fn userinfo_answer(app: &Shared, session: Option<Session>) -> Response<Body> {
+    match session {
         Some(s) => response::json(
             StatusCode::OK,
             &json!({
@@ -283,10 +300,10 @@ pub async fn handle(
     let get = method == Method::GET || method == Method::HEAD;
     match rest {
         "/healthz" if get => response::text(StatusCode::OK, "ok"),
-        "/verify" if get => verify(app, headers),
+        "/verify" if get => verify(app, headers).await,
         "/login" if get => login(app, headers, query),
         "/callback" if get => callback(app, headers, query).await,
-        "/userinfo" if get => userinfo(app, headers),
+        "/userinfo" if get => userinfo(app, headers).await,
         "/logout" if get || method == Method::POST => logout(app, query),
         "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
             let mut r = response::status(StatusCode::METHOD_NOT_ALLOWED);

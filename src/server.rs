@@ -26,7 +26,8 @@ use crate::metrics::Metrics;
 use crate::pages;
 use crate::proxy::{Forward, ProxyError, Upstream};
 use crate::response::{self, Body};
-use crate::session::{now_secs, CookieCodec};
+use crate::revalidate::{Revalidator, Verdict};
+use crate::session::{now_secs, CookieCodec, Session};
 
 /// Why the proxy could not be built from a (valid) config.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,8 @@ pub struct Shared {
     pub upstream: Option<Upstream>,
     /// Counters.
     pub metrics: Metrics,
+    /// Periodic re-checks of sessions against DingTalk.
+    pub revalidator: Revalidator,
     /// `state` values already used at the callback, with their expiry (replay protection).
     used_states: DashMap<String, u64>,
     /// `{auth_prefix}/callback`.
@@ -89,6 +92,7 @@ impl App {
             dingtalk,
             upstream,
             metrics: Metrics::new(),
+            revalidator: Revalidator::new(config.session.revalidate),
             used_states: DashMap::new(),
             callback_path,
             callback_url,
@@ -132,8 +136,13 @@ impl App {
             };
             return upstream.forward(req, fwd).await;
         }
-        let Some(session) = app.codec.session(req.headers()) else {
-            return app.unauthenticated(req.method(), req.headers(), req.uri());
+        let (session, set_cookie) = app.current_session(req.headers()).await;
+        let Some(session) = session else {
+            let mut resp = app.unauthenticated(req.method(), req.headers(), req.uri());
+            if let Some(c) = set_cookie {
+                response::set_cookie(&mut resp, &c);
+            }
+            return resp;
         };
         if !app.access.allows(&session) {
             app.metrics.request("forbidden");
@@ -145,11 +154,31 @@ impl App {
             peer,
             identity: Some(&set),
         };
-        upstream.forward(req, fwd).await
+        let mut resp = upstream.forward(req, fwd).await;
+        if let Some(c) = set_cookie {
+            response::set_cookie(&mut resp, &c);
+        }
+        resp
     }
 }
 
 impl Shared {
+    /// The request's valid session after revalidation, and a `Set-Cookie` to send with the
+    /// answer when revalidation changed it (updated details, or a deletion when revoked).
+    pub async fn current_session(&self, headers: &HeaderMap) -> (Option<Session>, Option<String>) {
+        let Some(session) = self.codec.session(headers) else {
+            return (None, None);
+        };
+        match self.revalidator.check(&self.dingtalk, &session).await {
+            Verdict::Fresh => (Some(session), None),
+            Verdict::Updated(s) => {
+                let cookie = self.codec.session_cookie(&s);
+                (Some(*s), Some(cookie))
+            }
+            Verdict::Revoked => (None, Some(self.codec.clear_session_cookie())),
+        }
+    }
+
     /// The answer to an unauthenticated request: 302 to login for a browser navigation,
     /// 401 JSON for anything else.
     fn unauthenticated(&self, method: &Method, headers: &HeaderMap, uri: &http::Uri) -> Response<Body> {

@@ -48,6 +48,9 @@ pub struct Session {
     /// Expires at, seconds since the Unix epoch.
     #[serde(rename = "exp")]
     pub expires_at: u64,
+    /// When the user's details were last fetched from DingTalk (see `revalidate`).
+    #[serde(rename = "ck", default)]
+    pub checked_at: u64,
 }
 
 impl Session {
@@ -65,6 +68,24 @@ impl Session {
             dept_ids: user.dept_ids.clone(),
             issued_at: now,
             expires_at: now.saturating_add(ttl.as_secs()),
+            checked_at: now,
+        }
+    }
+
+    /// This session with `user`'s current details, checked at `at`; same expiry.
+    pub fn refreshed(&self, user: &User, at: u64) -> Session {
+        Session {
+            userid: user.userid.clone(),
+            unionid: user.unionid.clone().or_else(|| self.unionid.clone()),
+            name: user.name.clone(),
+            mobile: user.mobile.clone(),
+            email: user.email.clone(),
+            job_number: user.job_number.clone(),
+            title: user.title.clone(),
+            dept_ids: user.dept_ids.clone(),
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            checked_at: at,
         }
     }
 
