@@ -30,7 +30,13 @@ fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("dingtalk-auth-proxy: invalid config: {e}");
+            // One line, whatever the underlying parser printed.
+            let line = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            eprintln!("dingtalk-auth-proxy: invalid config: {line}");
             return ExitCode::from(2);
         }
     };
