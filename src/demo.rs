@@ -185,9 +185,11 @@ pub struct Demo {
 
 /// The config the demo runs the proxy with, pointed at `fake` and `upstream`.
 pub fn demo_config(fake: &FakeHandle, upstream: SocketAddr, listen: SocketAddr) -> Config {
-    let mut c = Config::default();
-    c.listen = listen;
-    c.upstream = url::Url::parse(&format!("http://{upstream}")).ok();
+    let mut c = Config {
+        listen,
+        upstream: url::Url::parse(&format!("http://{upstream}")).ok(),
+        ..Config::default()
+    };
     c.dingtalk.app_key = fake.app_key();
     c.dingtalk.app_secret = crate::config::Secret::new(fake.app_secret());
     c.dingtalk.corp_id = fake.corp_id();

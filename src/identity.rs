@@ -69,9 +69,9 @@ impl IdentityHeaders {
     /// True when `name` is one of ours in some spelling (`X_User_Id`, `x-user-id`, …).
     pub fn is_ours(&self, name: &HeaderName) -> bool {
         let name = name.as_str().as_bytes();
-        self.normalized
-            .iter()
-            .any(|ours| ours.len() == name.len() && ours.iter().zip(name).all(|(a, b)| *a == fold(*b)))
+        self.normalized.iter().any(|ours| {
+            ours.len() == name.len() && ours.iter().zip(name).all(|(a, b)| *a == fold(*b))
+        })
     }
 
     /// Removes every client-sent header that matches one of ours. Allocates only when one is found.
@@ -79,7 +79,11 @@ impl IdentityHeaders {
         if !headers.keys().any(|k| self.is_ours(k)) {
             return;
         }
-        let doomed: Vec<HeaderName> = headers.keys().filter(|k| self.is_ours(k)).cloned().collect();
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| self.is_ours(k))
+            .cloned()
+            .collect();
         for name in doomed {
             headers.remove(&name);
         }
@@ -168,8 +172,18 @@ mod tests {
     fn strips_all_spellings() {
         let ids = IdentityHeaders::new(&HeadersConfig::default());
         let mut h = HeaderMap::new();
-        for n in ["X-User-Id", "x_user_id", "X_USER-ID", "x-user-mobile", "x-user-idx", "accept"] {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("evil"));
+        for n in [
+            "X-User-Id",
+            "x_user_id",
+            "X_USER-ID",
+            "x-user-mobile",
+            "x-user-idx",
+            "accept",
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("evil"),
+            );
         }
         ids.strip(&mut h);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();

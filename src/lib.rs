@@ -22,9 +22,9 @@
 
 pub mod access;
 pub mod config;
-pub mod dingtalk;
 #[cfg(feature = "fake")]
 pub mod demo;
+pub mod dingtalk;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod identity;

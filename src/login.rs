@@ -330,9 +330,18 @@ mod tests {
     fn classifies_user_agents() {
         let mobile = "Mozilla/5.0 (Linux; Android 13) AliApp(DingTalk/7.6.0) DingTalk/7.6.0";
         assert_eq!(client_kind(&ua(mobile)), ClientKind::DingTalk);
-        assert_eq!(client_kind(&ua("Mozilla/5.0 dingtalk-win/1.0")), ClientKind::DingTalk);
-        assert_eq!(client_kind(&ua("DingTalk-LinkService/1.0")), ClientKind::LinkPreview);
-        assert_eq!(client_kind(&ua("Mozilla/5.0 Chrome/120")), ClientKind::Browser);
+        assert_eq!(
+            client_kind(&ua("Mozilla/5.0 dingtalk-win/1.0")),
+            ClientKind::DingTalk
+        );
+        assert_eq!(
+            client_kind(&ua("DingTalk-LinkService/1.0")),
+            ClientKind::LinkPreview
+        );
+        assert_eq!(
+            client_kind(&ua("Mozilla/5.0 Chrome/120")),
+            ClientKind::Browser
+        );
         assert_eq!(client_kind(&HeaderMap::new()), ClientKind::Browser);
     }
 }

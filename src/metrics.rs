@@ -35,7 +35,11 @@ impl Metrics {
             requests.clone(),
         );
         registry.register("logins", "Login callbacks by result", logins.clone());
-        registry.register("verify", "verify (auth_request) answers by result", verifies.clone());
+        registry.register(
+            "verify",
+            "verify (auth_request) answers by result",
+            verifies.clone(),
+        );
         Metrics {
             registry,
             requests,

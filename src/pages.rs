@@ -118,12 +118,7 @@ frame-ancestors 'none'",
 }
 
 /// An error page: what happened in 中文 and English, and a way back to the login.
-pub fn error(
-    status: StatusCode,
-    zh: &str,
-    en: &str,
-    retry: Option<&str>,
-) -> Response<Body> {
+pub fn error(status: StatusCode, zh: &str, en: &str, retry: Option<&str>) -> Response<Body> {
     let retry = retry
         .map(|href| {
             format!(
@@ -138,7 +133,11 @@ pub fn error(
         en = text(en),
         code = status.as_u16(),
     );
-    response::html(status, layout("登录失败 · Sign-in failed", &body, ""), CSP_STATIC)
+    response::html(
+        status,
+        layout("登录失败 · Sign-in failed", &body, ""),
+        CSP_STATIC,
+    )
 }
 
 /// The page shown after logout when no `rd` was given.
@@ -148,7 +147,11 @@ pub fn signed_out(login: &str) -> Response<Body> {
 <a class=\"btn\" href=\"{}\">重新登录 / Sign in again</a>",
         attr(login)
     );
-    response::html(StatusCode::OK, layout("已退出 · Signed out", &body, ""), CSP_STATIC)
+    response::html(
+        StatusCode::OK,
+        layout("已退出 · Signed out", &body, ""),
+        CSP_STATIC,
+    )
 }
 
 /// What DingTalk's link-preview crawler gets instead of a login script.

@@ -162,7 +162,10 @@ impl Upstream {
     }
 
     fn upstream_uri(&self, uri: &Uri) -> Result<Uri, ProxyError> {
-        let pq = uri.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");
+        let pq = uri
+            .path_and_query()
+            .map(PathAndQuery::as_str)
+            .unwrap_or("/");
         let path_and_query: PathAndQuery = if self.base_path.is_empty() {
             PathAndQuery::try_from(pq)
         } else {
@@ -288,7 +291,10 @@ mod tests {
     #[test]
     fn hop_by_hop() {
         let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-User-Id, x-foo"));
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, X-User-Id, x-foo"),
+        );
         h.insert("x-foo", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(TE, HeaderValue::from_static("trailers"));

@@ -22,10 +22,7 @@ fn is_safe(rd: &str) -> bool {
         return false;
     }
     // Backslashes become slashes in browsers; whitespace and controls are dropped by them.
-    if bytes
-        .iter()
-        .any(|&b| b == b'\\' || b <= b' ' || b == 0x7f)
-    {
+    if bytes.iter().any(|&b| b == b'\\' || b <= b' ' || b == 0x7f) {
         return false;
     }
     // Final word from a real URL parser: resolved against an origin, it must stay there.
@@ -60,7 +57,10 @@ mod tests {
             assert_eq!(safe_rd(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_rd(None), "/");
-        assert_eq!(safe_rd(Some("/app/page?x=1&y=%2F%2F")), "/app/page?x=1&y=%2F%2F");
+        assert_eq!(
+            safe_rd(Some("/app/page?x=1&y=%2F%2F")),
+            "/app/page?x=1&y=%2F%2F"
+        );
         assert_eq!(safe_rd(Some("/a#frag")), "/a#frag");
     }
 }

@@ -15,7 +15,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A body with these bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// An empty body.
@@ -63,16 +65,29 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
+/// A plain-text response with an owned body.
+pub fn text_owned(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = text(status, "");
+    *r.body_mut() = full(body);
+    r
+}
+
 /// An HTML page with `Cache-Control: no-store`, a CSP, and no referrer leaking our URLs.
 pub fn html(status: StatusCode, body: String, csp: &str) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     if let Ok(v) = HeaderValue::from_str(csp) {
         h.insert("content-security-policy", v);
     }
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     no_store(&mut r);

@@ -90,7 +90,9 @@ impl Revalidator {
         };
         drop(guard);
         match checked.outcome {
-            Outcome::Active(user) => Verdict::Updated(Box::new(session.refreshed(&user, checked.at))),
+            Outcome::Active(user) => {
+                Verdict::Updated(Box::new(session.refreshed(&user, checked.at)))
+            }
             Outcome::Gone => Verdict::Revoked,
             Outcome::Unknown => Verdict::Fresh,
         }

@@ -181,7 +181,12 @@ impl Shared {
 
     /// The answer to an unauthenticated request: 302 to login for a browser navigation,
     /// 401 JSON for anything else.
-    fn unauthenticated(&self, method: &Method, headers: &HeaderMap, uri: &http::Uri) -> Response<Body> {
+    fn unauthenticated(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        uri: &http::Uri,
+    ) -> Response<Body> {
         let rd = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         if is_navigation(method, headers) {
             self.metrics.request("redirected");
@@ -194,7 +199,11 @@ impl Shared {
 
     /// `401 {"error":"unauthenticated","login_url":…}`.
     pub fn unauthenticated_json(&self, rd: &str) -> Response<Body> {
-        let login_url = format!("{}{}", self.config.public_origin(), self.login_url(rd, false));
+        let login_url = format!(
+            "{}{}",
+            self.config.public_origin(),
+            self.login_url(rd, false)
+        );
         let mut resp = response::json(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "unauthenticated", "login_url": login_url}),
@@ -255,10 +264,11 @@ fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
     let xhr = headers
         .get("x-requested-with")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"));
-    let html = headers
-        .get_all(ACCEPT)
-        .iter()
-        .any(|v| v.as_bytes().windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")));
+    let html = headers.get_all(ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(9)
+            .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+    });
     html && !xhr
 }
 

@@ -287,7 +287,10 @@ mod tests {
     fn headers(set_cookie: &str) -> HeaderMap {
         let pair = set_cookie.split(';').next().unwrap_or_default();
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_str(&format!("a=b; {pair}")).unwrap());
+        h.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=b; {pair}")).unwrap(),
+        );
         h
     }
 
@@ -300,7 +303,10 @@ mod tests {
         let s = Session::new(&user(), Duration::from_secs(3600));
         let set = c.session_cookie(&s);
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"));
-        assert!(!set.contains("13800000001"), "cookie is not encrypted: {set}");
+        assert!(
+            !set.contains("13800000001"),
+            "cookie is not encrypted: {set}"
+        );
         assert_eq!(c.session(&headers(&set)), Some(s));
     }
 

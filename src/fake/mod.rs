@@ -1,1 +1,291 @@
-//! placeholder
+//! A fake DingTalk for tests and the demo (feature `fake`): one HTTP server with the same
+//! paths, methods, JSON fields and errcodes as DingTalk's oapi, new API and login page
+//! (see `shared/dingtalk-api.md`), tokens that really expire, single-use auth codes that
+//! expire after 5 minutes, a user directory, per-path call counters, injectable failures,
+//! and a stand-in for the `dingtalk.open.js` JSAPI.
+//!
+//! Start one with [`FakeDingTalk::new`]`().start().await`; drive it through [`FakeHandle`].
+
+mod pages;
+mod routes;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use state::State;
+
+/// A user in the fake's directory.
+#[derive(Clone, Debug)]
+pub struct FakeUser {
+    /// userid within the corp.
+    pub userid: String,
+    /// unionid.
+    pub unionid: String,
+    /// Display name.
+    pub name: String,
+    /// Mobile; `None` = the field is omitted (as without the 手机号 permission).
+    pub mobile: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Job number.
+    pub job_number: Option<String>,
+    /// Job title.
+    pub title: Option<String>,
+    /// Department ids.
+    pub dept_ids: Vec<i64>,
+    /// Activated?
+    pub active: bool,
+    /// Avatar URL.
+    pub avatar: Option<String>,
+}
+
+impl FakeUser {
+    /// An active user with no optional fields; unionid derived from the userid.
+    pub fn new(userid: &str, name: &str) -> FakeUser {
+        FakeUser {
+            userid: userid.to_string(),
+            unionid: format!("union-{userid}-iiPyQqBNBii0HnCJ3zljcuAiEiE"),
+            name: name.to_string(),
+            mobile: None,
+            email: None,
+            job_number: None,
+            title: None,
+            dept_ids: vec![1],
+            active: true,
+            avatar: None,
+        }
+    }
+}
+
+/// A failure to inject on a path.
+#[derive(Clone, Debug)]
+pub enum Failure {
+    /// oapi style `{"errcode","errmsg"}`; token errcodes on `/topapi` come wrapped in errcode 88.
+    Errcode {
+        /// errcode.
+        errcode: i64,
+        /// errmsg.
+        errmsg: String,
+    },
+    /// New-API style: HTTP status + `{"code","message","requestid"}`.
+    NewApi {
+        /// HTTP status.
+        status: u16,
+        /// code.
+        code: String,
+        /// message.
+        message: String,
+    },
+    /// A bare HTTP status with an HTML body.
+    Status(u16),
+    /// Answer normally, but only after this delay.
+    Slow(Duration),
+    /// 200 with a body that is not JSON.
+    Garbage,
+}
+
+/// Builder for a fake DingTalk.
+pub struct FakeDingTalk {
+    app_key: String,
+    app_secret: String,
+    corp_id: String,
+    token_ttl: Duration,
+    code_ttl: Duration,
+    users: Vec<FakeUser>,
+}
+
+impl Default for FakeDingTalk {
+    fn default() -> Self {
+        FakeDingTalk::new()
+    }
+}
+
+impl FakeDingTalk {
+    /// The default app (`dingfakeappkey` / `fake-app-secret-0123456789`, corp `dingfakecorp`)
+    /// and directory: zhangsan, lisi, inactive, nomobile.
+    pub fn new() -> FakeDingTalk {
+        let mut zhangsan = FakeUser::new("zhangsan", "张三");
+        zhangsan.mobile = Some("13800000001".into());
+        zhangsan.email = Some("zhangsan@example.com".into());
+        zhangsan.job_number = Some("001".into());
+        zhangsan.title = Some("经理".into());
+        zhangsan.dept_ids = vec![1, 2];
+        let mut lisi = FakeUser::new("lisi", "李四");
+        lisi.mobile = Some("13800000002".into());
+        lisi.title = Some("工程师".into());
+        lisi.dept_ids = vec![2];
+        let mut inactive = FakeUser::new("inactive", "未激活用户");
+        inactive.mobile = Some("13800000003".into());
+        inactive.active = false;
+        let nomobile = FakeUser::new("nomobile", "No Mobile");
+        FakeDingTalk {
+            app_key: "dingfakeappkey".into(),
+            app_secret: "fake-app-secret-0123456789".into(),
+            corp_id: "dingfakecorp".into(),
+            token_ttl: Duration::from_secs(7200),
+            code_ttl: Duration::from_secs(300),
+            users: vec![zhangsan, lisi, inactive, nomobile],
+        }
+    }
+
+    /// Sets the app key and secret.
+    pub fn app(mut self, app_key: &str, app_secret: &str) -> Self {
+        self.app_key = app_key.into();
+        self.app_secret = app_secret.into();
+        self
+    }
+
+    /// Sets the corp id.
+    pub fn corp_id(mut self, corp_id: &str) -> Self {
+        self.corp_id = corp_id.into();
+        self
+    }
+
+    /// Lifetime of app and user tokens (default 7200 s).
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.token_ttl = ttl;
+        self
+    }
+
+    /// Lifetime of auth codes (default 5 minutes).
+    pub fn code_ttl(mut self, ttl: Duration) -> Self {
+        self.code_ttl = ttl;
+        self
+    }
+
+    /// Adds (or replaces) a user.
+    pub fn user(mut self, user: FakeUser) -> Self {
+        self.users.retain(|u| u.userid != user.userid);
+        self.users.push(user);
+        self
+    }
+
+    /// Binds `127.0.0.1:0` and serves in a spawned task.
+    pub async fn start(self) -> std::io::Result<FakeHandle> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Ok(self.serve(listener).await)
+    }
+
+    /// Serves on `listener` in a spawned task.
+    pub async fn serve(self, listener: TcpListener) -> FakeHandle {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let state = Arc::new(State::new(
+            format!("http://{addr}"),
+            self.app_key,
+            self.app_secret,
+            self.corp_id,
+            self.token_ttl,
+            self.code_ttl,
+            self.users,
+        ));
+        let serving = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = serving.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(routes::handle(&state, req).await)
+                        }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeHandle { addr, state }
+    }
+}
+
+/// A running fake DingTalk. Cheap to clone.
+#[derive(Clone)]
+pub struct FakeHandle {
+    addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl FakeHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://127.0.0.1:PORT`: use as `api_base`, `new_api_base` and `login_base`.
+    pub fn base_url(&self) -> String {
+        self.state.base_url.clone()
+    }
+    /// The fake JSAPI script's URL.
+    pub fn jsapi_url(&self) -> String {
+        format!("{}/dingtalk.open.js", self.state.base_url)
+    }
+    /// The app key.
+    pub fn app_key(&self) -> String {
+        self.state.app_key.clone()
+    }
+    /// The app secret.
+    pub fn app_secret(&self) -> String {
+        self.state.app_secret.clone()
+    }
+    /// The corp id.
+    pub fn corp_id(&self) -> String {
+        self.state.corp_id.clone()
+    }
+    /// A fresh single-use auth code for `userid` (None if unknown).
+    pub fn mint_code(&self, userid: &str) -> Option<String> {
+        self.state.mint_code(userid)
+    }
+    /// Requests received on exactly this path.
+    pub fn calls(&self, path: &str) -> usize {
+        self.state.calls(path)
+    }
+    /// Forgets the call counts.
+    pub fn reset_calls(&self) {
+        self.state.reset_calls();
+    }
+    /// Every token issued so far expires now.
+    pub fn expire_tokens(&self) {
+        self.state.expire_tokens();
+    }
+    /// The next `times` requests on `path` (all of them with `None`) fail like `failure`.
+    pub fn fail(&self, path: &str, failure: Failure, times: Option<usize>) {
+        self.state.fail(path, failure, times);
+    }
+    /// Removes every injected failure.
+    pub fn clear_failures(&self) {
+        self.state.clear_failures();
+    }
+    /// Who the fake JSAPI logs in (`None`: the user cancels, `onFail`).
+    pub fn set_jsapi_user(&self, userid: Option<&str>) {
+        self.state.set_jsapi_user(userid);
+    }
+    /// Activates or deactivates a user.
+    pub fn set_user_active(&self, userid: &str, active: bool) {
+        self.state.update_user(userid, |u| u.active = active);
+    }
+    /// The user leaves the corp: user/get answers 60121.
+    pub fn remove_user(&self, userid: &str) {
+        self.state.remove_user(userid);
+    }
+    /// Adds (or replaces) a user.
+    pub fn add_user(&self, user: FakeUser) {
+        self.state.add_user(user);
+    }
+    /// Changes a user's mobile.
+    pub fn set_user_mobile(&self, userid: &str, mobile: Option<&str>) {
+        self.state
+            .update_user(userid, |u| u.mobile = mobile.map(str::to_string));
+    }
+}
