@@ -1,0 +1,203 @@
+//! `cargo run --example demo`, driven by a plain HTTP client from start to injected headers,
+//! through both login flows. Runs the built example binary (`.ci/run` builds the examples).
+#![cfg(feature = "fake")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{client, set_cookie, state_from_page, urlencode, BROWSER_UA, DINGTALK_UA};
+
+struct Demo {
+    child: Child,
+    proxy: String,
+    fake: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn demo_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("debug/examples/demo")
+}
+
+/// Starts the demo on a free port and reads the addresses it prints.
+fn start_demo() -> Demo {
+    let bin = demo_binary();
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --examples --features fake` first (.ci/run does)",
+        bin.display()
+    );
+    let mut child = Command::new(&bin)
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut proxy, mut fake) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.is_none() && Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some(url) = line.strip_prefix("fake DingTalk:") {
+            fake = Some(url.trim().to_string());
+        }
+        if let Some(url) = line.strip_prefix("demo proxy listening on ") {
+            proxy = Some(url.trim().trim_end_matches('/').to_string());
+        }
+    }
+    Demo {
+        child,
+        proxy: proxy.expect("demo printed its URL"),
+        fake: fake.expect("demo printed the fake DingTalk URL"),
+    }
+}
+
+/// In-app flow: DingTalk UA → login page → (the JSAPI's) code → callback → the demo app shows
+/// the injected headers.
+#[tokio::test]
+async fn demo_inapp_login_by_plain_http() {
+    let demo = start_demo();
+    let http = client();
+    let r = http
+        .get(format!("{}/hello?x=1", demo.proxy))
+        .header("user-agent", DINGTALK_UA)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let login = r.headers()["location"].to_str().unwrap().to_string();
+    let r = http
+        .get(format!("{}{login}", demo.proxy))
+        .header("user-agent", DINGTALK_UA)
+        .send()
+        .await
+        .unwrap();
+    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
+    let state = state_from_page(&r.text().await.unwrap());
+    let code = http
+        .get(format!("{}/_fake/mint?userid=zhangsan", demo.fake))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = http
+        .get(format!(
+            "{}/_auth/callback?code={}&state={}",
+            demo.proxy,
+            urlencode(code.trim()),
+            urlencode(&state)
+        ))
+        .header("cookie", &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/hello?x=1");
+    let session = set_cookie(r.headers(), "dap_session").unwrap();
+    let page = http
+        .get(format!("{}/hello?x=1", demo.proxy))
+        .header("cookie", &session)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<b id=\"user\">zhangsan</b>"), "{page}");
+    assert!(page.contains("13800000001"), "{page}");
+}
+
+/// Desktop flow: browser UA → DingTalk's OAuth page (fake) → approve → callback → the app.
+#[tokio::test]
+async fn demo_browser_login_by_plain_http() {
+    let demo = start_demo();
+    let http = client();
+    let r = http
+        .get(format!("{}/", demo.proxy))
+        .header("user-agent", BROWSER_UA)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let login = r.headers()["location"].to_str().unwrap().to_string();
+    let r = http
+        .get(format!("{}{login}", demo.proxy))
+        .header("user-agent", BROWSER_UA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
+    let oauth = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(oauth
+        .as_str()
+        .starts_with(&format!("{}/oauth2/auth?", demo.fake)));
+    let q: std::collections::HashMap<_, _> = oauth.query_pairs().into_owned().collect();
+    let page = http
+        .get(oauth.as_str())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("approve-lisi"));
+    let r = http
+        .post(format!("{}/oauth2/approve", demo.fake))
+        .form(&[
+            ("redirect_uri", q["redirect_uri"].as_str()),
+            ("state", q["state"].as_str()),
+            ("userid", "lisi"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let callback = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(callback.starts_with(&format!("{}/_auth/callback?authCode=", demo.proxy)));
+    let r = http
+        .get(&callback)
+        .header("cookie", &state_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "{:?}", r.text().await);
+    let session = set_cookie(r.headers(), "dap_session").unwrap();
+    let page = http
+        .get(format!("{}/", demo.proxy))
+        .header("cookie", &session)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<b id=\"user\">lisi</b>"), "{page}");
+    assert!(page.contains("13800000002"), "{page}");
+}
