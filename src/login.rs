@@ -60,9 +60,19 @@ fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The `rd` of a login URL. Web servers cannot percent-encode, so nginx's
+/// `return 302 /_auth/login?rd=$request_uri` sends the original path and query raw: a query
+/// that starts with `rd=/` (an unencoded slash) carries everything after `rd=` as the path.
+pub fn login_rd(query: Option<&str>) -> String {
+    match query.and_then(|q| q.strip_prefix("rd=")) {
+        Some(raw) if raw.starts_with('/') => safe_rd(Some(raw)),
+        _ => safe_rd(query_param(query, "rd").as_deref()),
+    }
+}
+
 /// `GET {prefix}/login?rd=…[&flow=qr]`.
 pub fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
-    let rd = safe_rd(query_param(query, "rd").as_deref());
+    let rd = login_rd(query);
     let force_qr = query_param(query, "flow").as_deref() == Some("qr");
     let kind = client_kind(headers);
     if kind == ClientKind::LinkPreview {
@@ -323,6 +333,19 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(USER_AGENT, HeaderValue::from_str(s).unwrap());
         h
+    }
+
+    /// `rd` arrives encoded from us, raw from nginx/Caddy; both keep the whole query.
+    #[test]
+    fn rd_forms() {
+        assert_eq!(
+            login_rd(Some("rd=%2Fa%3Fx%3D1%26y%3D2&flow=qr")),
+            "/a?x=1&y=2"
+        );
+        assert_eq!(login_rd(Some("rd=/a?x=1&y=2")), "/a?x=1&y=2");
+        assert_eq!(login_rd(Some("rd=//evil.com")), "/");
+        assert_eq!(login_rd(Some("rd=%2F%2Fevil.com")), "/");
+        assert_eq!(login_rd(None), "/");
     }
 
     /// The DingTalk client is recognised in any case; the link-preview crawler is not a user.

@@ -193,3 +193,67 @@ pub fn seen<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
         .unwrap_or_default()
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits (bounded) until something accepts connections on `port`.
+pub async fn wait_for_port(port: u16, limit: std::time::Duration) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// A child process killed when the guard is dropped.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The path of a system binary the test cannot run without (fails, never skips).
+pub fn require_binary(name: &str, candidates: &[&str]) -> std::path::PathBuf {
+    for c in candidates {
+        let p = std::path::Path::new(c);
+        if p.exists() {
+            return p.to_path_buf();
+        }
+    }
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!("{name} is not installed: run `bash .ci/run` (it installs it) or apt-get install it");
+}
+
+/// The deploy file at `rel` (from the crate root).
+pub fn deploy_file(rel: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Replaces `from` in `text`, insisting it was there (the shipped file must keep its markers).
+pub fn replace_required(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "shipped config lost its `{from}`");
+    text.replace(from, to)
+}

@@ -1,0 +1,243 @@
+//! A real nginx with the shipped `deploy/nginx/auth_request.conf` (only ports substituted) in
+//! front of the echo app, our proxy in auth-only mode as the `auth_request` target, and the
+//! fake DingTalk. nginx must be installed (`.ci/run` installs it); a missing nginx fails.
+#![cfg(feature = "fake")]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+struct Setup {
+    h: Harness,
+    nginx: String,
+    _guard: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(tweak: impl FnOnce(&mut dingtalk_auth_proxy::Config)) -> Setup {
+    let nginx_bin = require_binary("nginx", &["/usr/sbin/nginx"]);
+    let port = free_port();
+    let nginx = format!("http://127.0.0.1:{port}");
+    let public = nginx.clone();
+    let h = start_with(move |c| {
+        c.upstream = None;
+        c.public_url = url::Url::parse(&public).ok();
+        c.access.skip_auth = vec!["^/public/".into()];
+        tweak(c);
+    })
+    .await;
+    let site = deploy_file("deploy/nginx/auth_request.conf");
+    let site = replace_required(
+        &site,
+        "server 127.0.0.1:8080;",
+        &format!("server {};", h.proxy.addr),
+    );
+    let site = replace_required(
+        &site,
+        "server 127.0.0.1:3000;",
+        &format!("server {};", h.upstream),
+    );
+    let site = replace_required(&site, "listen 80;", &format!("listen 127.0.0.1:{port};"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("site.conf"), site).unwrap();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let conf = format!(
+        "{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+events {{ worker_connections 256; }}\n\
+http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+  include {d}/site.conf;\n}}\n",
+        user = if root { "user root;\n" } else { "" },
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let child = Command::new(nginx_bin)
+        .args([
+            "-p",
+            &d.to_string(),
+            "-c",
+            &format!("{d}/nginx.conf"),
+            "-g",
+            "daemon off;",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("nginx starts");
+    let guard = ChildGuard(child);
+    assert!(
+        wait_for_port(port, Duration::from_secs(10)).await,
+        "nginx did not listen: {}",
+        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+    );
+    Setup {
+        h,
+        nginx,
+        _guard: guard,
+        _dir: dir,
+    }
+}
+
+async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request through nginx")
+}
+
+/// Anonymous navigation → 302 to /_auth/login (nginx) → 302 to DingTalk's login page (sidecar).
+#[tokio::test]
+async fn anonymous_browser_goes_to_dingtalk() {
+    let s = setup().await;
+    let html = [("accept", "text/html"), ("user-agent", BROWSER_UA)];
+    let r = get(&format!("{}/app/page?x=1&y=2", s.nginx), &html).await;
+    assert_eq!(r.status(), 302);
+    let login = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        login.ends_with("/_auth/login?rd=/app/page?x=1&y=2"),
+        "{login}"
+    );
+    let login = if login.starts_with("http") {
+        login
+    } else {
+        format!("{}{login}", s.nginx)
+    };
+    let r = get(&login, &html).await;
+    assert_eq!(r.status(), 302);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to.starts_with(&format!("{}/oauth2/auth?", s.h.fake.base_url())),
+        "{to}"
+    );
+    assert!(
+        to.contains(&urlencode(&format!("{}/_auth/callback", s.nginx))),
+        "{to}"
+    );
+}
+
+/// After the in-app login through nginx, the app sees X-User-Id/X-User-Mobile — never the
+/// client's own — and lands on the original path with its whole query.
+#[tokio::test]
+async fn inapp_login_through_nginx() {
+    let s = setup().await;
+    let dt = [("accept", "text/html"), ("user-agent", DINGTALK_UA)];
+    let r = get(&format!("{}/app/page?x=1&y=2", s.nginx), &dt).await;
+    let login = r.headers()["location"].to_str().unwrap().to_string();
+    let login = if login.starts_with("http") {
+        login
+    } else {
+        format!("{}{login}", s.nginx)
+    };
+    let r = get(&login, &dt).await;
+    assert_eq!(r.status(), 200);
+    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
+    let state = state_from_page(&r.text().await.unwrap());
+    let code = s.h.fake.mint_code("wangwu").unwrap();
+    let r = get(
+        &format!(
+            "{}/_auth/callback?code={code}&state={}",
+            s.nginx,
+            urlencode(&state)
+        ),
+        &[("cookie", &state_cookie)],
+    )
+    .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/app/page?x=1&y=2");
+    let session = set_cookie(r.headers(), "dap_session").unwrap();
+    let r = get(
+        &format!("{}/app/page?x=1&y=2", s.nginx),
+        &[
+            ("cookie", &session),
+            ("accept", "application/json"),
+            ("x-user-id", "evil"),
+            ("X_User_Id", "evil2"),
+            ("x-user-mobile", "110"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(seen(&echo, "x-user-id"), vec!["wangwu"]);
+    assert_eq!(seen(&echo, "x-user-mobile"), vec!["13900000002"]);
+    assert!(echo["headers"].get("x_user_id").is_none());
+    assert_eq!(echo["path"], "/app/page?x=1&y=2");
+}
+
+/// Without a session an API request gets 401 (not a redirect); /_auth/verify is not reachable
+/// from outside; skip_auth paths pass without login and without the client's identity headers.
+#[tokio::test]
+async fn api_401_verify_internal_and_skip_auth() {
+    let s = setup().await;
+    let r = get(
+        &format!("{}/api/data", s.nginx),
+        &[("accept", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unauthenticated");
+    let r = get(
+        &format!("{}/api/data", s.nginx),
+        &[
+            ("accept", "text/html"),
+            ("x-requested-with", "XMLHttpRequest"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let r = get(&format!("{}/_auth/verify", s.nginx), &[]).await;
+    assert_eq!(r.status(), 404, "verify is internal");
+    let r = get(
+        &format!("{}/public/logo.png", s.nginx),
+        &[("accept", "text/html"), ("x-user-id", "evil")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap_or_default();
+    let ids = seen(&echo, "x-user-id");
+    assert!(
+        ids.iter().all(|v| v.is_empty()),
+        "client header reached the app: {ids:?}"
+    );
+    let r = get(&format!("{}/_auth/healthz", s.nginx), &[]).await;
+    assert_eq!(r.status(), 200);
+}
+
+/// A logged-in user refused by [access] gets 403 through nginx, not a login loop.
+#[tokio::test]
+async fn refused_user_is_403() {
+    let s = setup_with(|c| c.access.allow_userids = vec!["someone-else".into()]).await;
+    // A valid session for wangwu (sealed with the sidecar's secret), whom [access] refuses.
+    let user = dingtalk_auth_proxy::dingtalk::User {
+        userid: "wangwu".into(),
+        ..Default::default()
+    };
+    let session = dingtalk_auth_proxy::session::Session::new(&user, Duration::from_secs(600));
+    let codec = dingtalk_auth_proxy::session::CookieCodec::new(&s.h.config);
+    let cookie = codec
+        .session_cookie(&session)
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = get(
+        &format!("{}/x", s.nginx),
+        &[("cookie", &cookie), ("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers().get("location"), None);
+}
