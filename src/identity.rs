@@ -98,6 +98,11 @@ impl IdentityHeaders {
         }
     }
 
+    /// The configured header names.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.headers.iter().map(|(n, _)| n)
+    }
+
     /// The (name, value) pairs for `session`, for `/verify` answers.
     pub fn values<'a>(
         &'a self,

@@ -231,6 +231,11 @@ fn verify_answer(app: &Shared, headers: &HeaderMap, session: Option<&Session>) -
         if app.access.allows(s) {
             app.metrics.verify("ok");
             let mut resp = response::status(StatusCode::OK);
+            // Every configured header, empty when the user has no such value (see below).
+            for name in app.identity.names() {
+                resp.headers_mut()
+                    .insert(name.clone(), HeaderValue::from_static(""));
+            }
             for (name, value) in app.identity.values(s) {
                 resp.headers_mut().insert(name.clone(), value);
             }
@@ -245,7 +250,14 @@ fn verify_answer(app: &Shared, headers: &HeaderMap, session: Option<&Session>) -
         let path = uri.split(['?', '#']).next().unwrap_or_default();
         if app.access.skips(path) {
             app.metrics.verify("skip");
-            return response::status(StatusCode::OK);
+            // Empty identity headers: web servers that copy them (Caddy's copy_headers) then
+            // overwrite the client's own with nothing instead of passing them on.
+            let mut resp = response::status(StatusCode::OK);
+            for name in app.identity.names() {
+                resp.headers_mut()
+                    .insert(name.clone(), HeaderValue::from_static(""));
+            }
+            return resp;
         }
     }
     if session.is_some() {

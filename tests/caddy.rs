@@ -1,0 +1,193 @@
+//! A real Caddy with the shipped `deploy/caddy/Caddyfile` (only addresses substituted):
+//! `forward_auth` to our proxy in auth-only mode, in front of the echo app. Caddy must be
+//! installed (`.ci/run` installs Debian's package); a missing Caddy fails.
+#![cfg(feature = "fake")]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+struct Setup {
+    h: Harness,
+    caddy: String,
+    _guard: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let caddy_bin = require_binary("caddy", &["/usr/bin/caddy"]);
+    let port = free_port();
+    let caddy = format!("http://127.0.0.1:{port}");
+    let public = caddy.clone();
+    let h = start_with(move |c| {
+        c.upstream = None;
+        c.public_url = url::Url::parse(&public).ok();
+        c.access.skip_auth = vec!["^/public/".into()];
+    })
+    .await;
+    let file = deploy_file("deploy/caddy/Caddyfile");
+    let file = replace_required(&file, "http://app.example.com {", &format!("{caddy} {{"));
+    let file = replace_required(&file, "127.0.0.1:8080", &h.proxy.addr.to_string());
+    let file = replace_required(&file, "127.0.0.1:3000", &h.upstream.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Caddyfile");
+    std::fs::write(&path, file).unwrap();
+    let child = Command::new(caddy_bin)
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&path)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("caddy starts");
+    let guard = ChildGuard(child);
+    assert!(
+        wait_for_port(port, Duration::from_secs(15)).await,
+        "caddy did not listen on {port}"
+    );
+    Setup {
+        h,
+        caddy,
+        _guard: guard,
+        _dir: dir,
+    }
+}
+
+async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request through caddy")
+}
+
+/// The whole scenario through Caddy: anonymous navigation → login → DingTalk's page; in-app
+/// login; the app sees our identity headers, never the client's; API 401; skip_auth passes.
+#[tokio::test]
+async fn forward_auth_scenario() {
+    let s = setup().await;
+    let html = [("accept", "text/html"), ("user-agent", BROWSER_UA)];
+    let r = get(&format!("{}/app/page?x=1&y=2", s.caddy), &html).await;
+    assert_eq!(r.status(), 302);
+    let login = r.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(login, "/_auth/login?rd=/app/page?x=1&y=2");
+    let r = get(&format!("{}{login}", s.caddy), &html).await;
+    assert_eq!(r.status(), 302);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to.starts_with(&format!("{}/oauth2/auth?", s.h.fake.base_url())),
+        "{to}"
+    );
+
+    let dt = [("accept", "text/html"), ("user-agent", DINGTALK_UA)];
+    let r = get(&format!("{}{login}", s.caddy), &dt).await;
+    assert_eq!(r.status(), 200);
+    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
+    let state = state_from_page(&r.text().await.unwrap());
+    let code = s.h.fake.mint_code("wangwu").unwrap();
+    let r = get(
+        &format!(
+            "{}/_auth/callback?code={code}&state={}",
+            s.caddy,
+            urlencode(&state)
+        ),
+        &[("cookie", &state_cookie)],
+    )
+    .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/app/page?x=1&y=2");
+    let session = set_cookie(r.headers(), "dap_session").unwrap();
+    let r = get(
+        &format!("{}/app/page?x=1&y=2", s.caddy),
+        &[
+            ("cookie", &session),
+            ("accept", "application/json"),
+            ("x-user-id", "evil"),
+            ("X_User_Id", "evil2"),
+            ("x-user-mobile", "110"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(seen(&echo, "x-user-id"), vec!["wangwu"]);
+    assert_eq!(seen(&echo, "x-user-mobile"), vec!["13900000002"]);
+    let names: Vec<String> = echo["headers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    assert!(!names.contains(&"x_user_id".to_string()), "{names:?}");
+
+    let r = get(
+        &format!("{}/api/data", s.caddy),
+        &[("accept", "application/json")],
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unauthenticated");
+    let r = get(
+        &format!("{}/_auth/verify", s.caddy),
+        &[("cookie", &session)],
+    )
+    .await;
+    assert_eq!(r.status(), 404, "verify is not exposed");
+
+    let r = get(
+        &format!("{}/public/logo.png", s.caddy),
+        &[("accept", "application/json"), ("x-user-id", "evil")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.unwrap();
+    let ids = seen(&echo, "x-user-id");
+    assert!(
+        ids.iter().all(|v| v.is_empty()),
+        "client header reached the app: {ids:?}"
+    );
+}
+
+/// A user without a mobile: the app gets an empty X-User-Mobile, never Caddy's unexpanded
+/// placeholder nor the client's own value.
+#[tokio::test]
+async fn missing_values_stay_empty() {
+    let s = setup().await;
+    let r = get(
+        &format!("{}/_auth/login?rd=/", s.caddy),
+        &[("user-agent", DINGTALK_UA)],
+    )
+    .await;
+    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
+    let state = state_from_page(&r.text().await.unwrap());
+    let code = s.h.fake.mint_code("nomobile").unwrap();
+    let r = get(
+        &format!(
+            "{}/_auth/callback?code={code}&state={}",
+            s.caddy,
+            urlencode(&state)
+        ),
+        &[("cookie", &state_cookie)],
+    )
+    .await;
+    let session = set_cookie(r.headers(), "dap_session").unwrap();
+    let r = get(
+        &format!("{}/x", s.caddy),
+        &[
+            ("cookie", &session),
+            ("accept", "application/json"),
+            ("x-user-mobile", "110"),
+        ],
+    )
+    .await;
+    let echo: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(seen(&echo, "x-user-id"), vec!["nomobile"]);
+    let mobile = seen(&echo, "x-user-mobile");
+    assert!(mobile.iter().all(|v| v.is_empty()), "{mobile:?}");
+}
