@@ -96,7 +96,10 @@ fn echo_page(
 ) -> Response<Body> {
     use html_escape::encode_text as t;
     let mut rows = String::new();
-    for (name, values) in headers {
+    // The identity headers first: they are what the demo is about.
+    let (ours, rest): (Vec<_>, Vec<_>) =
+        headers.iter().partition(|(n, _)| n.starts_with("x-user-"));
+    for (name, values) in ours.into_iter().chain(rest) {
         for v in values {
             let class = if name.starts_with("x-user-") {
                 " class=\"id\""
@@ -120,7 +123,7 @@ fn echo_page(
         "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Demo app</title>\
 <style>body{{font-family:sans-serif;margin:24px;color:#1f2329}}table{{border-collapse:collapse}}\
-th,td{{border:1px solid #dee0e3;padding:4px 8px;text-align:left;font-size:14px}}\
+th,td{{border:1px solid #dee0e3;padding:4px 8px;text-align:left;font-size:14px;word-break:break-all}}\
 tr.id{{background:#e8f0ff;font-weight:bold}}</style></head><body>\
 <h1>演示应用 · Demo app</h1><p>你好 / Hello, <b id=\"user\">{user}</b></p>\
 <p>{method} {path}</p><p>这个应用自己没有登录功能；它收到的请求头如下 / This app has no login of its own; \

@@ -67,7 +67,14 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
 <style>{STYLE}</style></head><body><main>{body}</main></body></html>",
         text(title)
     );
-    response::html(status, html, crate::pages::CSP_STATIC)
+    // form-action must allow the redirect back to the app's callback (another origin):
+    // browsers apply it to the redirects that follow a form submission.
+    response::html(
+        status,
+        html,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; \
+base-uri 'none'; frame-ancestors 'none'",
+    )
 }
 
 const JSAPI: &str = r#"(function () {

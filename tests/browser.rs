@@ -1,0 +1,294 @@
+//! Real headless Chromium, driven over WebDriver (chromedriver + fantoccini), through both
+//! login flows against the fake DingTalk: the desktop OAuth page with a click, the in-app
+//! 免登 with the fake JSAPI and no click, logout, and the in-app failure's QR way out.
+//! Chromium and chromedriver must be installed (`.ci/run` installs them); missing ones fail.
+//! A failing test leaves a screenshot in `target/browser-screenshots/`.
+#![cfg(feature = "fake")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// One browser test at a time: Chromium is heavy for a 2-core machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const WAIT: Duration = Duration::from_secs(20);
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+).into());
+        }
+    };
+}
+
+struct Browser {
+    client: Client,
+    _driver: ChildGuard,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// chromedriver on a free port, and a Chromium session with a fresh profile.
+    async fn start(user_agent: Option<&str>) -> Browser {
+        let chromium = require_binary("chromium", &["/usr/bin/chromium"]);
+        let driver_bin = require_binary("chromedriver", &["/usr/bin/chromedriver"]);
+        let port = free_port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = ChildGuard(driver);
+        assert!(
+            wait_for_port(port, Duration::from_secs(15)).await,
+            "chromedriver did not listen"
+        );
+        let profile = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-dev-shm-usage".into(),
+            "--window-size=800,900".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if let Some(ua) = user_agent {
+            args.push(format!("--user-agent={ua}"));
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({"binary": chromium, "args": args}),
+        );
+        // Both of rustls's crypto providers are compiled into the tests; pick one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = ClientBuilder::rustls()
+            .expect("TLS setup")
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("WebDriver session");
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    /// Ends the session; on failure saves a screenshot and panics with the error.
+    async fn finish(self, name: &str, result: Result<(), Error>) {
+        if let Err(e) = &result {
+            let path = screenshot(&self.client, name).await;
+            let url = self.client.current_url().await.map(|u| u.to_string());
+            let _ = self.client.close().await;
+            panic!("{name}: {e} (at {url:?}; screenshot: {path:?})");
+        }
+        let _ = self.client.close().await;
+    }
+
+    async fn text(&self, css: &str) -> Result<String, Error> {
+        let el = self
+            .client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await?;
+        Ok(el.text().await?)
+    }
+
+    /// Waits (bounded) until the page's URL satisfies `f`.
+    async fn wait_url(&self, what: &str, f: impl Fn(&url::Url) -> bool) -> Result<url::Url, Error> {
+        let end = Instant::now() + WAIT;
+        loop {
+            let url = self.client.current_url().await?;
+            if f(&url) {
+                return Ok(url);
+            }
+            ensure!(Instant::now() < end, "waited for {what}; still at {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn screenshot(client: &Client, name: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots");
+    std::fs::create_dir_all(&dir).ok()?;
+    let png = client.screenshot().await.ok()?;
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, png).ok()?;
+    Some(path)
+}
+
+/// On the demo app's page: who it says is logged in, and the identity headers it received.
+async fn assert_app_shows(b: &Browser, userid: &str, mobile: &str) -> Result<(), Error> {
+    let user = b.text("#user").await?;
+    ensure!(
+        user == userid,
+        "app shows user {user:?}, expected {userid:?}"
+    );
+    let id = b.text("#h-x-user-id").await?;
+    ensure!(id == userid, "X-User-Id cell is {id:?}");
+    let m = b.text("#h-x-user-mobile").await?;
+    ensure!(m == mobile, "X-User-Mobile cell is {m:?}");
+    Ok(())
+}
+
+/// Desktop browser: protected page → the fake DingTalk OAuth page → click approve → back on
+/// the original page, which shows the injected headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desktop_oauth_login() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let h = start().await;
+    let b = Browser::start(None).await;
+    let result = async {
+        b.client.goto(&format!("{}/app/page?x=1", h.base)).await?;
+        let fake = h.fake.base_url();
+        b.wait_url("the DingTalk login page", |u| u.as_str().starts_with(&fake))
+            .await?;
+        let title = b.client.title().await?;
+        ensure!(title.contains("钉钉登录"), "title {title:?}");
+        b.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#approve-wangwu"))
+            .await?
+            .click()
+            .await?;
+        let base = h.base.clone();
+        let url = b
+            .wait_url("the app page", |u| {
+                u.as_str().starts_with(&base) && u.path() == "/app/page"
+            })
+            .await?;
+        ensure!(url.query() == Some("x=1"), "query lost: {url}");
+        assert_app_shows(&b, "wangwu", "13900000002").await?;
+        screenshot(&b.client, "logged-in").await;
+        Ok(())
+    }
+    .await;
+    b.finish("desktop_oauth_login", result).await;
+}
+
+/// In-app: with a DingTalk User-Agent the login page's JSAPI call logs the user in with no
+/// click at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inapp_login_without_a_click() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let h = start().await;
+    h.fake.set_jsapi_user(Some("wangwu"));
+    let b = Browser::start(Some(DINGTALK_UA)).await;
+    let result = async {
+        b.client.goto(&format!("{}/reports/q3", h.base)).await?;
+        let base = h.base.clone();
+        b.wait_url("the app page", |u| {
+            u.as_str().starts_with(&base) && u.path() == "/reports/q3"
+        })
+        .await?;
+        assert_app_shows(&b, "wangwu", "13900000002").await?;
+        ensure!(
+            h.fake.calls("/topapi/v2/user/getuserinfo") == 1,
+            "expected one code exchange"
+        );
+        Ok(())
+    }
+    .await;
+    b.finish("inapp_login_without_a_click", result).await;
+}
+
+/// Logout, then reloading the protected page shows DingTalk's login page again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_then_login_again() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let h = start().await;
+    let b = Browser::start(None).await;
+    let result = async {
+        let page = format!("{}/app/page", h.base);
+        b.client.goto(&page).await?;
+        b.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#approve-lisi"))
+            .await?
+            .click()
+            .await?;
+        assert_app_shows(&b, "lisi", "13800000002").await?;
+        b.client
+            .find(Locator::Css("#logout"))
+            .await?
+            .click()
+            .await?;
+        let signed_out = b.text("h1").await?;
+        ensure!(
+            signed_out.contains("退出"),
+            "signed-out page says {signed_out:?}"
+        );
+        b.client.goto(&page).await?;
+        let fake = h.fake.base_url();
+        b.wait_url("the DingTalk login page again", |u| {
+            u.as_str().starts_with(&fake)
+        })
+        .await?;
+        b.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#approve-zhangsan"))
+            .await?
+            .click()
+            .await?;
+        assert_app_shows(&b, "zhangsan", "13800000001").await?;
+        Ok(())
+    }
+    .await;
+    b.finish("logout_then_login_again", result).await;
+}
+
+/// In-app failure (the user cancels): the page says what happened in 中文 and English,
+/// offers a retry and the QR login; the QR link leads to DingTalk's login page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inapp_failure_offers_qr_login() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let h = start().await;
+    h.fake.set_jsapi_user(None);
+    let b = Browser::start(Some(DINGTALK_UA)).await;
+    let result = async {
+        b.client.goto(&format!("{}/app/page", h.base)).await?;
+        let heading = b.text("#failed h1").await?;
+        ensure!(heading.contains("钉钉免登失败"), "heading {heading:?}");
+        let detail = b.text("#detail").await?;
+        ensure!(detail.contains("cancelled"), "detail {detail:?}");
+        let retry = b.text("#retry").await?;
+        ensure!(
+            retry.contains("重试") && retry.contains("Retry"),
+            "retry {retry:?}"
+        );
+        b.client.find(Locator::Css("#qr")).await?.click().await?;
+        let fake = h.fake.base_url();
+        b.wait_url("the DingTalk login page", |u| u.as_str().starts_with(&fake))
+            .await?;
+        b.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css("#approve-wangwu"))
+            .await?
+            .click()
+            .await?;
+        assert_app_shows(&b, "wangwu", "13900000002").await?;
+        Ok(())
+    }
+    .await;
+    b.finish("inapp_failure_offers_qr_login", result).await;
+}
