@@ -217,8 +217,8 @@ fn dingtalk_error_page(e: &DingTalkError, retry: &str) -> Response<Body> {
 
 /// `GET {prefix}/verify`: 200 + identity headers, 401, or 403; never a redirect, empty bodies.
 /// `skip_auth` is judged on `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik, Caddy).
-pub async fn verify(app: &Shared, headers: &HeaderMap) -> Response<Body> {
-    let (session, set_cookie) = app.current_session(headers).await;
+pub fn verify(app: &Shared, headers: &HeaderMap) -> Response<Body> {
+    let (session, set_cookie) = app.current_session(headers);
     let mut resp = verify_answer(app, headers, session.as_ref());
     if let Some(c) = set_cookie {
         response::set_cookie(&mut resp, &c);
@@ -270,8 +270,8 @@ fn verify_answer(app: &Shared, headers: &HeaderMap, session: Option<&Session>) -
 }
 
 /// `GET {prefix}/userinfo`: the session user as JSON, or 401 JSON.
-pub async fn userinfo(app: &Shared, headers: &HeaderMap) -> Response<Body> {
-    let (session, set_cookie) = app.current_session(headers).await;
+pub fn userinfo(app: &Shared, headers: &HeaderMap) -> Response<Body> {
+    let (session, set_cookie) = app.current_session(headers);
     let mut resp = userinfo_answer(app, session);
     if let Some(c) = set_cookie {
         response::set_cookie(&mut resp, &c);
@@ -322,10 +322,10 @@ pub async fn handle(
     let get = method == Method::GET || method == Method::HEAD;
     match rest {
         "/healthz" if get => response::text(StatusCode::OK, "ok"),
-        "/verify" if get => verify(app, headers).await,
+        "/verify" if get => verify(app, headers),
         "/login" if get => login(app, headers, query),
         "/callback" if get => callback(app, headers, query).await,
-        "/userinfo" if get => userinfo(app, headers).await,
+        "/userinfo" if get => userinfo(app, headers),
         "/logout" if get || method == Method::POST => logout(app, query),
         "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
             let mut r = response::status(StatusCode::METHOD_NOT_ALLOWED);

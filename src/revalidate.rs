@@ -2,15 +2,15 @@
 //! they are fetched from DingTalk again, so people who left the corp or were deactivated lose
 //! access before their cookie expires, and changed details (mobile, departments) reach the app.
 //!
-//! One DingTalk call per user per interval, whatever the concurrency: requests for the same
-//! user wait on that user's slot and share the answer. A DingTalk outage does not log anyone
-//! out; the check is retried after [`RETRY_AFTER_FAILURE`].
+//! The request path never waits for DingTalk: a stale session starts one background check per
+//! user (however many requests arrive) and is used as it is meanwhile; later requests see the
+//! answer (an updated session, re-issued as a cookie, or a revoked one). A DingTalk outage
+//! does not log anyone out; the check is retried after [`RETRY_AFTER_FAILURE`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::Mutex;
 
 use crate::dingtalk::{DingTalk, DingTalkError, User};
 use crate::session::{now_secs, Session};
@@ -21,7 +21,7 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// What a check decided about a session.
 #[derive(Debug)]
 pub enum Verdict {
-    /// Recent enough (or the check could not be done): use the session as it is.
+    /// Recent enough, or not known yet: use the session as it is.
     Fresh,
     /// Re-checked: use (and re-issue) this updated session.
     Updated(Box<Session>),
@@ -42,12 +42,12 @@ struct Checked {
     outcome: Outcome,
 }
 
-type Slot = Arc<Mutex<Option<Checked>>>;
-
-/// Per-process revalidation state.
+/// Per-process revalidation state. Cheap to clone.
+#[derive(Clone)]
 pub struct Revalidator {
     every: u64,
-    slots: DashMap<String, Slot>,
+    checked: Arc<DashMap<String, Checked>>,
+    in_flight: Arc<DashMap<String, ()>>,
 }
 
 impl Revalidator {
@@ -55,50 +55,44 @@ impl Revalidator {
     pub fn new(every: Duration) -> Revalidator {
         Revalidator {
             every: every.as_secs(),
-            slots: DashMap::new(),
+            checked: Arc::new(DashMap::new()),
+            in_flight: Arc::new(DashMap::new()),
         }
     }
 
-    /// Checks `session`, calling DingTalk only when its details are older than the interval.
-    pub async fn check(&self, dingtalk: &DingTalk, session: &Session) -> Verdict {
+    /// Judges `session` from what is known now; starts a background check when it is stale.
+    pub fn check(&self, dingtalk: &DingTalk, session: &Session) -> Verdict {
         let now = now_secs();
         if self.every == 0 || now.saturating_sub(session.checked_at) < self.every {
             return Verdict::Fresh;
         }
-        if self.slots.len() > 100_000 {
-            let every = self.every;
-            self.slots.retain(|_, slot| {
-                slot.try_lock()
-                    .map(|c| c.as_ref().is_some_and(|c| now.saturating_sub(c.at) < every))
-                    .unwrap_or(true)
+        // Another request's check, newer than this session's details, answers for it.
+        if let Some(c) = self.checked.get(&session.userid) {
+            if c.at > session.checked_at && now.saturating_sub(c.at) < self.every {
+                return match &c.outcome {
+                    Outcome::Active(user) => {
+                        Verdict::Updated(Box::new(session.refreshed(user, c.at)))
+                    }
+                    Outcome::Gone => Verdict::Revoked,
+                    Outcome::Unknown => Verdict::Fresh,
+                };
+            }
+        }
+        if self.in_flight.insert(session.userid.clone(), ()).is_none() {
+            let this = self.clone();
+            let dingtalk = dingtalk.clone();
+            let userid = session.userid.clone();
+            tokio::spawn(async move {
+                let checked = this.ask(&dingtalk, &userid).await;
+                this.prune(now);
+                this.checked.insert(userid.clone(), checked);
+                this.in_flight.remove(&userid);
             });
         }
-        let slot: Slot = self
-            .slots
-            .entry(session.userid.clone())
-            .or_default()
-            .clone();
-        let mut guard = slot.lock().await;
-        let checked = match &*guard {
-            // Another request for this user checked within the interval: share its answer.
-            Some(c) if now.saturating_sub(c.at) < self.every => c.clone(),
-            _ => {
-                let c = self.ask(dingtalk, &session.userid, now).await;
-                *guard = Some(c.clone());
-                c
-            }
-        };
-        drop(guard);
-        match checked.outcome {
-            Outcome::Active(user) => {
-                Verdict::Updated(Box::new(session.refreshed(&user, checked.at)))
-            }
-            Outcome::Gone => Verdict::Revoked,
-            Outcome::Unknown => Verdict::Fresh,
-        }
+        Verdict::Fresh
     }
 
-    async fn ask(&self, dingtalk: &DingTalk, userid: &str, now: u64) -> Checked {
+    async fn ask(&self, dingtalk: &DingTalk, userid: &str) -> Checked {
         let outcome = match dingtalk.user_details(userid).await {
             Ok(user) if user.active == Some(false) => {
                 tracing::info!(%userid, "revalidation: user is deactivated; session ended");
@@ -111,7 +105,8 @@ impl Revalidator {
             }
             Err(e) => {
                 tracing::warn!(%userid, error = %e, "revalidation failed; keeping the session for now");
-                // Counted as checked `every - RETRY_AFTER_FAILURE` ago: asked again after that.
+                // Counted as checked long enough ago to be asked again after the retry delay.
+                let now = now_secs();
                 let at = now
                     .saturating_sub(self.every)
                     .saturating_add(RETRY_AFTER_FAILURE.as_secs().min(self.every));
@@ -121,6 +116,17 @@ impl Revalidator {
                 };
             }
         };
-        Checked { at: now, outcome }
+        Checked {
+            at: now_secs(),
+            outcome,
+        }
+    }
+
+    /// Keeps the map from growing without bound: old answers are forgotten.
+    fn prune(&self, now: u64) {
+        if self.checked.len() > 100_000 {
+            let every = self.every;
+            self.checked.retain(|_, c| now.saturating_sub(c.at) < every);
+        }
     }
 }

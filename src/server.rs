@@ -136,7 +136,7 @@ impl App {
             };
             return upstream.forward(req, fwd).await;
         }
-        let (session, set_cookie) = app.current_session(req.headers()).await;
+        let (session, set_cookie) = app.current_session(req.headers());
         let Some(session) = session else {
             let mut resp = app.unauthenticated(req.method(), req.headers(), req.uri());
             if let Some(c) = set_cookie {
@@ -165,11 +165,11 @@ impl App {
 impl Shared {
     /// The request's valid session after revalidation, and a `Set-Cookie` to send with the
     /// answer when revalidation changed it (updated details, or a deletion when revoked).
-    pub async fn current_session(&self, headers: &HeaderMap) -> (Option<Session>, Option<String>) {
+    pub fn current_session(&self, headers: &HeaderMap) -> (Option<Session>, Option<String>) {
         let Some(session) = self.codec.session(headers) else {
             return (None, None);
         };
-        match self.revalidator.check(&self.dingtalk, &session).await {
+        match self.revalidator.check(&self.dingtalk, &session) {
             Verdict::Fresh => (Some(session), None),
             Verdict::Updated(s) => {
                 let cookie = self.codec.session_cookie(&s);

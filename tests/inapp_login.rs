@@ -494,3 +494,73 @@ async fn rate_limited_login() {
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
 }
+
+/// session.revalidate: changed details reach the app, and a user who leaves the corp loses
+/// access before the cookie expires — without the request path waiting on DingTalk.
+#[tokio::test]
+async fn revalidation_updates_and_revokes() {
+    let h = start_with(|c| c.session.revalidate = std::time::Duration::from_secs(1)).await;
+    let (session, _) = h.login_inapp("wangwu", "/").await;
+    h.fake.set_user_mobile("wangwu", Some("13900009999"));
+    // Bounded polling: the first stale request starts a background check; a later one sees it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut cookie = session.clone();
+    let mut mobile = String::new();
+    while std::time::Instant::now() < deadline {
+        let resp = h
+            .get(
+                "/me",
+                &[("cookie", &cookie), ("accept", "application/json")],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        if let Some(updated) = set_cookie(resp.headers(), "dap_session") {
+            cookie = updated;
+        }
+        let echo: serde_json::Value = resp.json().await.unwrap();
+        mobile = seen(&echo, "x-user-mobile")
+            .first()
+            .copied()
+            .unwrap_or_default()
+            .to_string();
+        if mobile == "13900009999" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        mobile, "13900009999",
+        "the new mobile never reached the app"
+    );
+
+    h.fake.remove_user("wangwu");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut status = 200;
+    while std::time::Instant::now() < deadline && status == 200 {
+        let resp = h
+            .get(
+                "/me",
+                &[("cookie", &cookie), ("accept", "application/json")],
+            )
+            .await;
+        status = resp.status().as_u16();
+        if status == 401 {
+            let cleared = set_cookie(resp.headers(), "dap_session");
+            assert_eq!(
+                cleared.as_deref(),
+                Some("dap_session="),
+                "cookie is cleared"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401, "a departed user kept access");
+    // The old cookie (issued before they left) is refused too.
+    let resp = h
+        .get(
+            "/me",
+            &[("cookie", &session), ("accept", "application/json")],
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+}
