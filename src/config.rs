@@ -542,8 +542,8 @@ impl Config {
 }
 
 fn toml_string(config: &Config) -> String {
-    // figment's TOML support brings the `toml` crate's serializer via serde's data model;
-    // JSON is the fallback should it ever fail, so check-config always prints something.
+    // One `dotted.key = value` line per leaf, values in JSON notation (valid TOML for the
+    // strings, numbers, booleans and arrays a config holds); unset keys are left out.
     match figment::providers::Serialized::defaults(config)
         .data()
         .ok()

@@ -108,8 +108,13 @@ impl Upstream {
         let upgrade = upgrade_protocol(req.headers());
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
+        // HTTP/2 clients send the host as the URI's authority, not as a Host header.
+        let original_host = req.headers().get(HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         *req.uri_mut() = self.upstream_uri(req.uri())?;
-        let original_host = req.headers().get(HOST).cloned();
         {
             let headers = req.headers_mut();
             strip_hop_by_hop(headers);
@@ -120,14 +125,16 @@ impl Upstream {
             append_forwarded_for(headers, fwd.peer);
             headers.insert("x-forwarded-proto", self.forwarded_proto.clone());
             if let Some(host) = original_host {
-                headers.insert("x-forwarded-host", host);
+                headers.insert("x-forwarded-host", host.clone());
+                // The app sees the Host the user used (as with oauth2-proxy's default).
+                headers.insert(HOST, host);
             }
             if let Some(proto) = &upgrade {
                 headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
                 headers.insert(UPGRADE, proto.clone());
             }
         }
-        // HTTP/2 clients reach us without a Host header; the upstream speaks HTTP/1.1.
+        // The upstream connection is HTTP/1.1 whatever the client spoke.
         *req.version_mut() = http::Version::HTTP_11;
 
         let mut resp = tokio::time::timeout(self.timeout, self.client.request(req))

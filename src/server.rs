@@ -208,9 +208,10 @@ impl Shared {
             StatusCode::UNAUTHORIZED,
             &json!({"error": "unauthenticated", "login_url": login_url}),
         );
-        if let Ok(v) = http::HeaderValue::from_str("DingTalk") {
-            resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
-        }
+        resp.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("DingTalk"),
+        );
         resp
     }
 

@@ -564,3 +564,35 @@ async fn revalidation_updates_and_revokes() {
         .await;
     assert_eq!(resp.status(), 401);
 }
+
+/// The admin listener serves /metrics (Prometheus text) and health endpoints.
+#[tokio::test]
+async fn admin_metrics() {
+    let h = start_with(|c| c.admin_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    h.login_inapp("wangwu", "/").await;
+    h.get("/api", &[("accept", "application/json")]).await;
+    let admin = h.proxy.admin_addr.expect("admin listener");
+    let text = h
+        .http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("dap_logins_total{result=\"ok\"} 1"), "{text}");
+    assert!(
+        text.contains("dap_requests_total{outcome=\"unauthenticated\"} 1"),
+        "{text}"
+    );
+    for path in ["/healthz", "/readyz"] {
+        let r = h
+            .http
+            .get(format!("http://{admin}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}

@@ -214,6 +214,13 @@ async fn api_401_verify_internal_and_skip_auth() {
     );
     let r = get(&format!("{}/_auth/healthz", s.nginx), &[]).await;
     assert_eq!(r.status(), 200);
+    // The sidecar itself, in auth-only mode, serves nothing but /_auth/*.
+    let r = get(
+        &format!("{}/app/page", s.h.base),
+        &[("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(r.status(), 404);
 }
 
 /// A logged-in user refused by [access] gets 403 through nginx, not a login loop.
