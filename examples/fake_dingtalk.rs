@@ -1,4 +1,4 @@
-//! Runs the fake DingTalk alone: `cargo run --example fake_dingtalk --features fake [-- --port N]`.
+//! Runs the fake DingTalk alone: `cargo run --example fake_dingtalk [-- --port N]`.
 //! Prints one line, `fake dingtalk listening on http://127.0.0.1:PORT`, then serves until killed.
 
 use std::io::Write;

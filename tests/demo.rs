@@ -36,7 +36,7 @@ fn start_demo() -> Demo {
     let bin = demo_binary();
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build --examples --features fake` first (.ci/run does)",
+        "{} is missing: run `cargo build --examples` first (.ci/run does)",
         bin.display()
     );
     let mut child = Command::new(&bin)
