@@ -100,6 +100,18 @@ impl Browser {
         let _ = self.client.close().await;
     }
 
+    /// Waits (bounded) for the element, then clicks it.
+    async fn click(&self, css: &str) -> Result<(), Error> {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await?
+            .click()
+            .await?;
+        Ok(())
+    }
+
     async fn text(&self, css: &str) -> Result<String, Error> {
         let el = self
             .client
@@ -161,13 +173,7 @@ async fn desktop_oauth_login() {
             .await?;
         let title = b.client.title().await?;
         ensure!(title.contains("钉钉登录"), "title {title:?}");
-        b.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#approve-wangwu"))
-            .await?
-            .click()
-            .await?;
+        b.click("#approve-wangwu").await?;
         let base = h.base.clone();
         let url = b
             .wait_url("the app page", |u| {
@@ -218,19 +224,9 @@ async fn logout_then_login_again() {
     let result = async {
         let page = format!("{}/app/page", h.base);
         b.client.goto(&page).await?;
-        b.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#approve-lisi"))
-            .await?
-            .click()
-            .await?;
+        b.click("#approve-lisi").await?;
         assert_app_shows(&b, "lisi", "13800000002").await?;
-        b.client
-            .find(Locator::Css("#logout"))
-            .await?
-            .click()
-            .await?;
+        b.click("#logout").await?;
         let signed_out = b.text("h1").await?;
         ensure!(
             signed_out.contains("退出"),
@@ -242,13 +238,7 @@ async fn logout_then_login_again() {
             u.as_str().starts_with(&fake)
         })
         .await?;
-        b.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#approve-zhangsan"))
-            .await?
-            .click()
-            .await?;
+        b.click("#approve-zhangsan").await?;
         assert_app_shows(&b, "zhangsan", "13800000001").await?;
         Ok(())
     }
@@ -275,17 +265,11 @@ async fn inapp_failure_offers_qr_login() {
             retry.contains("重试") && retry.contains("Retry"),
             "retry {retry:?}"
         );
-        b.client.find(Locator::Css("#qr")).await?.click().await?;
+        b.click("#qr").await?;
         let fake = h.fake.base_url();
         b.wait_url("the DingTalk login page", |u| u.as_str().starts_with(&fake))
             .await?;
-        b.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css("#approve-wangwu"))
-            .await?
-            .click()
-            .await?;
+        b.click("#approve-wangwu").await?;
         assert_app_shows(&b, "wangwu", "13900000002").await?;
         Ok(())
     }

@@ -84,37 +84,9 @@ async fn forward_auth_scenario() {
         "{to}"
     );
 
-    let dt = [("accept", "text/html"), ("user-agent", DINGTALK_UA)];
-    let r = get(&format!("{}{login}", s.caddy), &dt).await;
-    assert_eq!(r.status(), 200);
-    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
-    let state = state_from_page(&r.text().await.unwrap());
-    let code = s.h.fake.mint_code("wangwu").unwrap();
-    let r = get(
-        &format!(
-            "{}/_auth/callback?code={code}&state={}",
-            s.caddy,
-            urlencode(&state)
-        ),
-        &[("cookie", &state_cookie)],
-    )
-    .await;
-    assert_eq!(r.status(), 302);
-    assert_eq!(r.headers()["location"], "/app/page?x=1&y=2");
-    let session = set_cookie(r.headers(), "dap_session").unwrap();
-    let r = get(
-        &format!("{}/app/page?x=1&y=2", s.caddy),
-        &[
-            ("cookie", &session),
-            ("accept", "application/json"),
-            ("x-user-id", "evil"),
-            ("X_User_Id", "evil2"),
-            ("x-user-mobile", "110"),
-        ],
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let echo: serde_json::Value = r.json().await.unwrap();
+    let (session, location) = inapp_login_via(&s.caddy, &s.h.fake, "wangwu", &login).await;
+    assert_eq!(location, "/app/page?x=1&y=2");
+    let echo = spoofed_echo(&format!("{}/app/page?x=1&y=2", s.caddy), &session).await;
     assert_eq!(seen(&echo, "x-user-id"), vec!["wangwu"]);
     assert_eq!(seen(&echo, "x-user-mobile"), vec!["13900000002"]);
     let names: Vec<String> = echo["headers"]
@@ -159,34 +131,8 @@ async fn forward_auth_scenario() {
 #[tokio::test]
 async fn missing_values_stay_empty() {
     let s = setup().await;
-    let r = get(
-        &format!("{}/_auth/login?rd=/", s.caddy),
-        &[("user-agent", DINGTALK_UA)],
-    )
-    .await;
-    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
-    let state = state_from_page(&r.text().await.unwrap());
-    let code = s.h.fake.mint_code("nomobile").unwrap();
-    let r = get(
-        &format!(
-            "{}/_auth/callback?code={code}&state={}",
-            s.caddy,
-            urlencode(&state)
-        ),
-        &[("cookie", &state_cookie)],
-    )
-    .await;
-    let session = set_cookie(r.headers(), "dap_session").unwrap();
-    let r = get(
-        &format!("{}/x", s.caddy),
-        &[
-            ("cookie", &session),
-            ("accept", "application/json"),
-            ("x-user-mobile", "110"),
-        ],
-    )
-    .await;
-    let echo: serde_json::Value = r.json().await.unwrap();
+    let (session, _) = inapp_login_via(&s.caddy, &s.h.fake, "nomobile", "/_auth/login?rd=/").await;
+    let echo = spoofed_echo(&format!("{}/x", s.caddy), &session).await;
     assert_eq!(seen(&echo, "x-user-id"), vec!["nomobile"]);
     let mobile = seen(&echo, "x-user-mobile");
     assert!(mobile.iter().all(|v| v.is_empty()), "{mobile:?}");

@@ -134,42 +134,12 @@ async fn inapp_login_through_nginx() {
     let s = setup().await;
     let dt = [("accept", "text/html"), ("user-agent", DINGTALK_UA)];
     let r = get(&format!("{}/app/page?x=1&y=2", s.nginx), &dt).await;
-    let login = r.headers()["location"].to_str().unwrap().to_string();
-    let login = if login.starts_with("http") {
-        login
-    } else {
-        format!("{}{login}", s.nginx)
-    };
-    let r = get(&login, &dt).await;
-    assert_eq!(r.status(), 200);
-    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
-    let state = state_from_page(&r.text().await.unwrap());
-    let code = s.h.fake.mint_code("wangwu").unwrap();
-    let r = get(
-        &format!(
-            "{}/_auth/callback?code={code}&state={}",
-            s.nginx,
-            urlencode(&state)
-        ),
-        &[("cookie", &state_cookie)],
-    )
-    .await;
     assert_eq!(r.status(), 302);
-    assert_eq!(r.headers()["location"], "/app/page?x=1&y=2");
-    let session = set_cookie(r.headers(), "dap_session").unwrap();
-    let r = get(
-        &format!("{}/app/page?x=1&y=2", s.nginx),
-        &[
-            ("cookie", &session),
-            ("accept", "application/json"),
-            ("x-user-id", "evil"),
-            ("X_User_Id", "evil2"),
-            ("x-user-mobile", "110"),
-        ],
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let echo: serde_json::Value = r.json().await.unwrap();
+    let login = r.headers()["location"].to_str().unwrap().to_string();
+    let login = login.trim_start_matches(&s.nginx).to_string();
+    let (session, location) = inapp_login_via(&s.nginx, &s.h.fake, "wangwu", &login).await;
+    assert_eq!(location, "/app/page?x=1&y=2");
+    let echo = spoofed_echo(&format!("{}/app/page?x=1&y=2", s.nginx), &session).await;
     assert_eq!(seen(&echo, "x-user-id"), vec!["wangwu"]);
     assert_eq!(seen(&echo, "x-user-mobile"), vec!["13900000002"]);
     assert!(echo["headers"].get("x_user_id").is_none());

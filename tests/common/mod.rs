@@ -151,19 +151,8 @@ impl Harness {
     /// The whole in-app login for `userid`, as the JSAPI would do it; returns the
     /// `dap_session=…` pair and the Location the callback sent the browser to.
     pub async fn login_inapp(&self, userid: &str, rd: &str) -> (String, String) {
-        let (state_cookie, state) = self.start_inapp_login(rd).await;
-        let code = self
-            .fake
-            .mint_code(userid)
-            .expect("user exists in the fake");
-        let resp = self.callback(&state_cookie, &code, &state).await;
-        assert_eq!(resp.status(), 302, "callback: {:?}", resp.text().await);
-        let location = resp.headers()["location"]
-            .to_str()
-            .unwrap_or_default()
-            .to_string();
-        let session = set_cookie(resp.headers(), "dap_session").expect("session cookie");
-        (session, location)
+        let login = format!("/_auth/login?rd={}", urlencode(rd));
+        inapp_login_via(&self.base, &self.fake, userid, &login).await
     }
 
     /// GET through the proxy as a logged-in user; returns the echo upstream's JSON.
@@ -179,6 +168,64 @@ impl Harness {
         assert_eq!(resp.status(), 200, "GET {path}");
         resp.json().await.expect("echo JSON")
     }
+}
+
+/// The in-app login as the DingTalk client would do it, through `front` (the proxy itself, or
+/// nginx/Caddy in front of it), from `login_path` (`/_auth/login?rd=…`): the page, a code from
+/// the (fake) JSAPI, the callback. Returns the `dap_session=…` pair and the callback's Location.
+pub async fn inapp_login_via(
+    front: &str,
+    fake: &FakeHandle,
+    userid: &str,
+    login_path: &str,
+) -> (String, String) {
+    let http = client();
+    let resp = http
+        .get(format!("{front}{login_path}"))
+        .header("user-agent", DINGTALK_UA)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(resp.status(), 200, "login page");
+    let state_cookie = set_cookie(resp.headers(), "dap_session_state").expect("state cookie");
+    let state = state_from_page(&resp.text().await.expect("page body"));
+    let code = fake.mint_code(userid).expect("user exists in the fake");
+    let resp = http
+        .get(format!(
+            "{front}/_auth/callback?code={}&state={}",
+            urlencode(&code),
+            urlencode(&state)
+        ))
+        .header("cookie", &state_cookie)
+        .header("user-agent", DINGTALK_UA)
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(resp.status(), 302, "callback: {:?}", resp.text().await);
+    let location = resp.headers()["location"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    let session = set_cookie(resp.headers(), "dap_session").expect("session cookie");
+    (session, location)
+}
+
+/// GET `url` as a logged-in user who also claims to be someone else in every spelling of the
+/// identity headers; returns what the echo app received.
+pub async fn spoofed_echo(url: &str, session: &str) -> serde_json::Value {
+    let resp = client()
+        .get(url)
+        .header("cookie", session)
+        .header("accept", "application/json")
+        .header("x-user-id", "evil")
+        .header("X_User_Id", "evil2")
+        .header("x-user-mobile", "110")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200, "GET {url}");
+    resp.json().await.expect("echo JSON")
 }
 
 /// Percent-encodes a query value.
