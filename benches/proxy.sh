@@ -35,7 +35,7 @@ up=$(free_port); base=$(free_port); ours=$(free_port)
 user=""; [ "$(id -u)" -eq 0 ] && user="user root;"
 cat > "$work/nginx.conf" <<NGINX
 $user
-worker_processes 1;
+worker_processes auto;   # as many as our runtime has threads: a fair baseline
 pid $work/nginx.pid;
 error_log $work/error.log warn;
 events { worker_connections 4096; }
