@@ -276,3 +276,23 @@ async fn inapp_failure_offers_qr_login() {
     .await;
     b.finish("inapp_failure_offers_qr_login", result).await;
 }
+
+/// `cargo run --example demo` in a desktop browser: the printed URL → the fake DingTalk's
+/// login page → approve → the demo app shows who logged in and the headers it received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_in_a_desktop_browser() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let demo = start_demo();
+    let b = Browser::start(None).await;
+    let result = async {
+        b.client.goto(&format!("{}/", demo.proxy)).await?;
+        let fake = demo.fake.clone();
+        b.wait_url("the DingTalk login page", |u| u.as_str().starts_with(&fake))
+            .await?;
+        b.click("#approve-zhangsan").await?;
+        assert_app_shows(&b, "zhangsan", "13800000001").await?;
+        Ok(())
+    }
+    .await;
+    b.finish("demo_in_a_desktop_browser", result).await;
+}

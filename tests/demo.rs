@@ -4,75 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{client, set_cookie, state_from_page, urlencode, BROWSER_UA, DINGTALK_UA};
-
-struct Demo {
-    child: Child,
-    proxy: String,
-    fake: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn demo_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("debug/examples/demo")
-}
-
-/// Starts the demo on a free port and reads the addresses it prints.
-fn start_demo() -> Demo {
-    let bin = demo_binary();
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --examples` first (.ci/run does)",
-        bin.display()
-    );
-    let mut child = Command::new(&bin)
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("demo starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut proxy, mut fake) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while proxy.is_none() && Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        if let Some(url) = line.strip_prefix("fake DingTalk:") {
-            fake = Some(url.trim().to_string());
-        }
-        if let Some(url) = line.strip_prefix("demo proxy listening on ") {
-            proxy = Some(url.trim().trim_end_matches('/').to_string());
-        }
-    }
-    Demo {
-        child,
-        proxy: proxy.expect("demo printed its URL"),
-        fake: fake.expect("demo printed the fake DingTalk URL"),
-    }
-}
+use common::{client, set_cookie, start_demo, state_from_page, urlencode, BROWSER_UA, DINGTALK_UA};
 
 /// In-app flow: DingTalk UA → login page → (the JSAPI's) code → callback → the demo app shows
 /// the injected headers.

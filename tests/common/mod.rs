@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use dingtalk_auth_proxy::config::{Config, Secret};
 use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeHandle, FakeUser};
 use dingtalk_auth_proxy::Running;
+use std::io::BufRead;
+
 use reqwest::header::{HeaderMap, SET_COOKIE};
 
 /// A User-Agent of the DingTalk mobile client.
@@ -303,4 +305,73 @@ pub fn deploy_file(rel: &str) -> String {
 pub fn replace_required(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "shipped config lost its `{from}`");
     text.replace(from, to)
+}
+
+/// The demo example binary, running (killed on drop).
+pub struct Demo {
+    child: std::process::Child,
+    /// The proxy's URL, without a trailing slash.
+    pub proxy: String,
+    /// The fake DingTalk's URL.
+    pub fake: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn demo_binary() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("debug/examples/demo")
+}
+
+/// Starts the demo on a free port and reads the addresses it prints.
+pub fn start_demo() -> Demo {
+    let bin = demo_binary();
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --examples` first (.ci/run does)",
+        bin.display()
+    );
+    let mut child = std::process::Command::new(&bin)
+        .args(["--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("demo starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut proxy, mut fake) = (None, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while proxy.is_none() && std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Some(url) = line.strip_prefix("fake DingTalk:") {
+            fake = Some(url.trim().to_string());
+        }
+        if let Some(url) = line.strip_prefix("demo proxy listening on ") {
+            proxy = Some(url.trim().trim_end_matches('/').to_string());
+        }
+    }
+    Demo {
+        child,
+        proxy: proxy.expect("demo printed its URL"),
+        fake: fake.expect("demo printed the fake DingTalk URL"),
+    }
 }
