@@ -41,9 +41,23 @@ impl Access {
     }
 
     /// True when `path` (the path alone: no query, no fragment) is served without login.
+    /// A path an app might resolve to somewhere else (`..` or `.` segments, encoded dots or
+    /// slashes, backslashes) is never skipped: `/public/../admin` must not pass as `/public/`.
     pub fn skips(&self, path: &str) -> bool {
-        self.skip.as_ref().is_some_and(|set| set.is_match(path))
+        match &self.skip {
+            Some(set) => !ambiguous(path) && set.is_match(path),
+            None => false,
+        }
     }
+}
+
+/// True for paths whose meaning depends on how the app normalises them.
+fn ambiguous(path: &str) -> bool {
+    path.split('/').any(|seg| seg == ".." || seg == ".")
+        || path.contains('\\')
+        || path.as_bytes().windows(3).any(|w| {
+            w[0] == b'%' && matches!(&w[1..], b"2e" | b"2E" | b"2f" | b"2F" | b"5c" | b"5C")
+        })
 }
 
 #[cfg(test)]
@@ -90,5 +104,14 @@ mod tests {
         assert!(a.skips("/public/x.css"));
         assert!(a.skips("/health"));
         assert!(!a.skips("/private?/public/"));
+        for sneaky in [
+            "/public/../admin",
+            "/public/./x",
+            "/public/%2e%2e/admin",
+            "/public/..%2Fadmin",
+            "/public/\\..\\admin",
+        ] {
+            assert!(!a.skips(sneaky), "{sneaky}");
+        }
     }
 }
