@@ -75,17 +75,11 @@ impl Session {
     /// This session with `user`'s current details, checked at `at`; same expiry.
     pub fn refreshed(&self, user: &User, at: u64) -> Session {
         Session {
-            userid: user.userid.clone(),
             unionid: user.unionid.clone().or_else(|| self.unionid.clone()),
-            name: user.name.clone(),
-            mobile: user.mobile.clone(),
-            email: user.email.clone(),
-            job_number: user.job_number.clone(),
-            title: user.title.clone(),
-            dept_ids: user.dept_ids.clone(),
             issued_at: self.issued_at,
             expires_at: self.expires_at,
             checked_at: at,
+            ..Session::new(user, Duration::ZERO)
         }
     }
 

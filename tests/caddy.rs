@@ -58,32 +58,12 @@ async fn setup() -> Setup {
     }
 }
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = client().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("request through caddy")
-}
-
 /// The whole scenario through Caddy: anonymous navigation → login → DingTalk's page; in-app
 /// login; the app sees our identity headers, never the client's; API 401; skip_auth passes.
 #[tokio::test]
 async fn forward_auth_scenario() {
     let s = setup().await;
-    let html = [("accept", "text/html"), ("user-agent", BROWSER_UA)];
-    let r = get(&format!("{}/app/page?x=1&y=2", s.caddy), &html).await;
-    assert_eq!(r.status(), 302);
-    let login = r.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(login, "/_auth/login?rd=/app/page?x=1&y=2");
-    let r = get(&format!("{}{login}", s.caddy), &html).await;
-    assert_eq!(r.status(), 302);
-    let to = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(
-        to.starts_with(&format!("{}/oauth2/auth?", s.h.fake.base_url())),
-        "{to}"
-    );
-
+    let login = assert_login_chain(&s.caddy, &s.h.fake, "/app/page?x=1&y=2").await;
     let (session, location) = inapp_login_via(&s.caddy, &s.h.fake, "wangwu", &login).await;
     assert_eq!(location, "/app/page?x=1&y=2");
     let echo = spoofed_echo(&format!("{}/app/page?x=1&y=2", s.caddy), &session).await;
@@ -97,7 +77,7 @@ async fn forward_auth_scenario() {
         .collect();
     assert!(!names.contains(&"x_user_id".to_string()), "{names:?}");
 
-    let r = get(
+    let r = get_url(
         &format!("{}/api/data", s.caddy),
         &[("accept", "application/json")],
     )
@@ -105,14 +85,14 @@ async fn forward_auth_scenario() {
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "unauthenticated");
-    let r = get(
+    let r = get_url(
         &format!("{}/_auth/verify", s.caddy),
         &[("cookie", &session)],
     )
     .await;
     assert_eq!(r.status(), 404, "verify is not exposed");
 
-    let r = get(
+    let r = get_url(
         &format!("{}/public/logo.png", s.caddy),
         &[("accept", "application/json"), ("x-user-id", "evil")],
     )

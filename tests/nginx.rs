@@ -89,42 +89,11 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path
     }
 }
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = client().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("request through nginx")
-}
-
 /// Anonymous navigation → 302 to /_auth/login (nginx) → 302 to DingTalk's login page (sidecar).
 #[tokio::test]
 async fn anonymous_browser_goes_to_dingtalk() {
     let s = setup().await;
-    let html = [("accept", "text/html"), ("user-agent", BROWSER_UA)];
-    let r = get(&format!("{}/app/page?x=1&y=2", s.nginx), &html).await;
-    assert_eq!(r.status(), 302);
-    let login = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(
-        login.ends_with("/_auth/login?rd=/app/page?x=1&y=2"),
-        "{login}"
-    );
-    let login = if login.starts_with("http") {
-        login
-    } else {
-        format!("{}{login}", s.nginx)
-    };
-    let r = get(&login, &html).await;
-    assert_eq!(r.status(), 302);
-    let to = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(
-        to.starts_with(&format!("{}/oauth2/auth?", s.h.fake.base_url())),
-        "{to}"
-    );
-    assert!(
-        to.contains(&urlencode(&format!("{}/_auth/callback", s.nginx))),
-        "{to}"
-    );
+    assert_login_chain(&s.nginx, &s.h.fake, "/app/page?x=1&y=2").await;
 }
 
 /// After the in-app login through nginx, the app sees X-User-Id/X-User-Mobile — never the
@@ -133,7 +102,7 @@ async fn anonymous_browser_goes_to_dingtalk() {
 async fn inapp_login_through_nginx() {
     let s = setup().await;
     let dt = [("accept", "text/html"), ("user-agent", DINGTALK_UA)];
-    let r = get(&format!("{}/app/page?x=1&y=2", s.nginx), &dt).await;
+    let r = get_url(&format!("{}/app/page?x=1&y=2", s.nginx), &dt).await;
     assert_eq!(r.status(), 302);
     let login = r.headers()["location"].to_str().unwrap().to_string();
     let login = login.trim_start_matches(&s.nginx).to_string();
@@ -151,7 +120,7 @@ async fn inapp_login_through_nginx() {
 #[tokio::test]
 async fn api_401_verify_internal_and_skip_auth() {
     let s = setup().await;
-    let r = get(
+    let r = get_url(
         &format!("{}/api/data", s.nginx),
         &[("accept", "application/json")],
     )
@@ -159,7 +128,7 @@ async fn api_401_verify_internal_and_skip_auth() {
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "unauthenticated");
-    let r = get(
+    let r = get_url(
         &format!("{}/api/data", s.nginx),
         &[
             ("accept", "text/html"),
@@ -168,9 +137,9 @@ async fn api_401_verify_internal_and_skip_auth() {
     )
     .await;
     assert_eq!(r.status(), 401);
-    let r = get(&format!("{}/_auth/verify", s.nginx), &[]).await;
+    let r = get_url(&format!("{}/_auth/verify", s.nginx), &[]).await;
     assert_eq!(r.status(), 404, "verify is internal");
-    let r = get(
+    let r = get_url(
         &format!("{}/public/logo.png", s.nginx),
         &[("accept", "text/html"), ("x-user-id", "evil")],
     )
@@ -182,10 +151,10 @@ async fn api_401_verify_internal_and_skip_auth() {
         ids.iter().all(|v| v.is_empty()),
         "client header reached the app: {ids:?}"
     );
-    let r = get(&format!("{}/_auth/healthz", s.nginx), &[]).await;
+    let r = get_url(&format!("{}/_auth/healthz", s.nginx), &[]).await;
     assert_eq!(r.status(), 200);
     // The sidecar itself, in auth-only mode, serves nothing but /_auth/*.
-    let r = get(
+    let r = get_url(
         &format!("{}/app/page", s.h.base),
         &[("accept", "text/html")],
     )
@@ -210,7 +179,7 @@ async fn refused_user_is_403() {
         .next()
         .unwrap()
         .to_string();
-    let r = get(
+    let r = get_url(
         &format!("{}/x", s.nginx),
         &[("cookie", &cookie), ("accept", "text/html")],
     )

@@ -114,11 +114,7 @@ pub fn state_from_page(html: &str) -> String {
 impl Harness {
     /// GET `path` with extra headers.
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-        let mut req = self.http.get(format!("{}{}", self.base, path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req.send().await.expect("request succeeds")
+        get_url(&format!("{}{}", self.base, path), headers).await
     }
 
     /// Opens the in-app login page for `rd`: returns (state cookie pair, state).
@@ -228,6 +224,37 @@ pub async fn spoofed_echo(url: &str, session: &str) -> serde_json::Value {
         .expect("request");
     assert_eq!(resp.status(), 200, "GET {url}");
     resp.json().await.expect("echo JSON")
+}
+
+/// GET `url` with extra headers, redirects not followed.
+pub async fn get_url(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("request succeeds")
+}
+
+/// An anonymous desktop navigation to `path` through `front` (nginx, Caddy): 302 to our login
+/// page, which 302s to DingTalk's OAuth page with `{front}/_auth/callback` as redirect_uri.
+/// Returns the login path (`/_auth/login?rd=…`) the front server chose.
+pub async fn assert_login_chain(front: &str, fake: &FakeHandle, path: &str) -> String {
+    let html = [("accept", "text/html"), ("user-agent", BROWSER_UA)];
+    let r = get_url(&format!("{front}{path}"), &html).await;
+    assert_eq!(r.status(), 302, "anonymous navigation to {path}");
+    let login = r.headers()["location"].to_str().unwrap_or_default();
+    let login = login.trim_start_matches(front).to_string();
+    assert_eq!(login, format!("/_auth/login?rd={path}"));
+    let r = get_url(&format!("{front}{login}"), &html).await;
+    assert_eq!(r.status(), 302, "login page");
+    let to = r.headers()["location"].to_str().unwrap_or_default();
+    assert!(
+        to.starts_with(&format!("{}/oauth2/auth?", fake.base_url())),
+        "{to}"
+    );
+    let callback = urlencode(&format!("{front}/_auth/callback"));
+    assert!(to.contains(&callback), "{to}");
+    login
 }
 
 /// Percent-encodes a query value.
