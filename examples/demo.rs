@@ -7,13 +7,7 @@ use std::net::SocketAddr;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    dingtalk_auth_proxy::init_logging();
     let mut port: u16 = 8080;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

@@ -44,6 +44,17 @@ use std::net::SocketAddr;
 pub use config::{Config, ConfigError};
 pub use server::{App, StartError};
 
+/// Logs to stderr at `info` (or as `RUST_LOG` says): the binary's and the demo's setup.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// A proxy running in this process (tests, examples).
 pub struct Running {
     /// The proxy's bound address.
