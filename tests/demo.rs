@@ -6,6 +6,20 @@ mod common;
 
 use common::{client, set_cookie, start_demo, state_from_page, urlencode, BROWSER_UA, DINGTALK_UA};
 
+/// The demo app's HTML page at `url` for the holder of `session`.
+async fn app_page(url: &str, session: &str) -> String {
+    client()
+        .get(url)
+        .header("cookie", session)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("demo app answers")
+        .text()
+        .await
+        .expect("page body")
+}
+
 /// In-app flow: DingTalk UA → login page → (the JSAPI's) code → callback → the demo app shows
 /// the injected headers.
 #[tokio::test]
@@ -51,16 +65,7 @@ async fn demo_inapp_login_by_plain_http() {
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "/hello?x=1");
     let session = set_cookie(r.headers(), "dap_session").unwrap();
-    let page = http
-        .get(format!("{}/hello?x=1", demo.proxy))
-        .header("cookie", &session)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app_page(&format!("{}/hello?x=1", demo.proxy), &session).await;
     assert!(page.contains("<b id=\"user\">zhangsan</b>"), "{page}");
     assert!(page.contains("13800000001"), "{page}");
 }
@@ -120,16 +125,7 @@ async fn demo_browser_login_by_plain_http() {
         .unwrap();
     assert_eq!(r.status(), 302, "{:?}", r.text().await);
     let session = set_cookie(r.headers(), "dap_session").unwrap();
-    let page = http
-        .get(format!("{}/", demo.proxy))
-        .header("cookie", &session)
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app_page(&format!("{}/", demo.proxy), &session).await;
     assert!(page.contains("<b id=\"user\">lisi</b>"), "{page}");
     assert!(page.contains("13800000002"), "{page}");
 }

@@ -257,6 +257,23 @@ pub async fn assert_login_chain(front: &str, fake: &FakeHandle, path: &str) -> S
     login
 }
 
+/// An anonymous request through `front` to a `skip_auth` path reaches the app, and the
+/// client's own `X-User-Id` does not (the app sees none, or an empty one).
+pub async fn assert_skip_auth_strips(front: &str) {
+    let r = get_url(
+        &format!("{front}/public/logo.png"),
+        &[("accept", "application/json"), ("x-user-id", "evil")],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "skip_auth path through {front}");
+    let echo: serde_json::Value = r.json().await.expect("echo JSON");
+    let ids = seen(&echo, "x-user-id");
+    assert!(
+        ids.iter().all(|v| v.is_empty()),
+        "client header reached the app: {ids:?}"
+    );
+}
+
 /// Percent-encodes a query value.
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
