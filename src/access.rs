@@ -40,24 +40,75 @@ impl Access {
             || session.dept_ids.iter().any(|d| self.dept_ids.contains(d))
     }
 
-    /// True when `path` (the path alone: no query, no fragment) is served without login.
-    /// A path an app might resolve to somewhere else (`..` or `.` segments, encoded dots or
-    /// slashes, backslashes) is never skipped: `/public/../admin` must not pass as `/public/`.
+    /// True when `path` (the path alone: no query, no fragment) is served without login:
+    /// it is in [canonical form](is_canonical) and matches a `skip_auth` rule.
     pub fn skips(&self, path: &str) -> bool {
         match &self.skip {
-            Some(set) => !ambiguous(path) && set.is_match(path),
+            Some(set) => is_canonical(path) && set.is_match(path),
             None => false,
         }
     }
 }
 
-/// True for paths whose meaning depends on how the app normalises them.
-fn ambiguous(path: &str) -> bool {
-    path.split('/').any(|seg| seg == ".." || seg == ".")
-        || path.contains('\\')
-        || path.as_bytes().windows(3).any(|w| {
-            w[0] == b'%' && matches!(&w[1..], b"2e" | b"2E" | b"2f" | b"2F" | b"5c" | b"5C")
-        })
+/// True when `path` is already in the one form that every common app server (Tomcat, Jetty
+/// and Spring; nginx; Express; Django; IIS) reads the same way, so the path `skip_auth`
+/// judged is the path the app serves. An allowlist, not a list of known tricks:
+///
+/// - it starts with `/`, and no segment is empty (`//`), `.`, `..` or only dots;
+/// - every byte is a letter, a digit, or one of `/ - . _ ~ ! $ & ' ( ) * + , = @`
+///   (no `;`: Tomcat and Spring cut path parameters out of segments before resolving dots;
+///   no `\`: IIS and Windows read it as `/`; no `:`: drive letters and NTFS streams);
+/// - a `%` escape is allowed only for a byte that has to be escaped in a path (space,
+///   `" # < > ? [ ] ^ \` { | }` and non-ASCII UTF-8 bytes), never for a byte that could
+///   stand as it is (`%2e`, `%2f`, `%5c`, `%3b`, `%25`, `%41`, …) nor for a control byte.
+///
+/// Anything else needs a login, even when a `skip_auth` rule matches it.
+pub fn is_canonical(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let Some(decoded) = bytes.get(i + 1..i + 3).and_then(hex_pair) else {
+                return false;
+            };
+            if !must_be_escaped(decoded) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !is_plain(b) {
+            return false;
+        }
+        i += 1;
+    }
+    // No empty segment inside (`//`); a trailing `/` is an ordinary directory URL.
+    !path.contains("//")
+        && path
+            .split('/')
+            .all(|seg| seg.is_empty() || !seg.bytes().all(|b| b == b'.'))
+}
+
+/// Bytes that may appear unescaped in a canonical path.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,=@".contains(&b)
+}
+
+/// Bytes a path has to carry percent-encoded (so escaping them changes no server's reading).
+fn must_be_escaped(b: u8) -> bool {
+    b >= 0x80 || b" \"#<>?[]^`{|}".contains(&b)
+}
+
+fn hex_pair(pair: &[u8]) -> Option<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    match pair {
+        [hi, lo] => Some(u8::try_from(hex(*hi)? * 16 + hex(*lo)?).ok()?),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -110,8 +161,40 @@ mod tests {
             "/public/%2e%2e/admin",
             "/public/..%2Fadmin",
             "/public/\\..\\admin",
+            "/public/..;/admin/secret.txt",
+            "/public/..;jsessionid=x/admin/secret.txt",
+            "/public/.;/..;/admin",
+            "/public/x/..;/..;/admin",
+            "/public/x;a=b",
+            "/public//x",
+            "/public/.../x",
+            "/public/%41dmin",
+            "/public/%252e%252e/admin",
+            "/public/%00",
+            "/public/%zz",
+            "/public/%e",
+            "/public/c:x",
+            "*",
+            "",
         ] {
             assert!(!a.skips(sneaky), "{sneaky}");
+        }
+    }
+
+    /// Canonical paths: plain ones, and escapes only where an escape is required.
+    #[test]
+    fn canonical_paths() {
+        for ok in [
+            "/",
+            "/public/",
+            "/public/logo.png",
+            "/public/a-b_c~d/x.min.js",
+            "/public/%E4%B8%AD%E6%96%87.txt",
+            "/public/a%20b",
+            "/public/q%3F",
+            "/public/.well-known",
+        ] {
+            assert!(is_canonical(ok), "{ok}");
         }
     }
 }

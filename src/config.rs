@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, Provider};
+use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
 
@@ -148,6 +149,32 @@ fn lenient_ints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
             s.parse::<i64>()
                 .map_err(|_| D::Error::custom(format!("`{s}` is not a department id (an integer)")))
         })
+        .collect()
+}
+
+fn lenient_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    use serde::de::Error;
+    lenient_strings(d)?
+        .iter()
+        .map(|s| parse_net(s).map_err(D::Error::custom))
+        .collect()
+}
+
+/// A CIDR (`10.0.0.0/8`, `::1/128`) or a single address (`10.0.0.5`).
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("`{s}` is not an IP network (e.g. 10.0.0.0/8) or address"))
+}
+
+/// Loopback only: a front server on the same host.
+fn default_trusted_proxies() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
         .collect()
 }
 
@@ -330,6 +357,61 @@ pub struct AccessConfig {
     pub skip_auth: Vec<String>,
 }
 
+/// `[limits]`: what one client may cost us. Every limit answers with a clear status.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// A request head must arrive complete within this (slowloris); on HTTP/1.1 the clock
+    /// also runs while a keep-alive connection waits for its next request.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes moving either way for this long is closed gracefully
+    /// (requests in progress finish first).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest request head (request line + headers) in bytes; more gets 431.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes (0 = unlimited, streamed); more gets 413.
+    pub max_body_bytes: u64,
+    /// Most client connections open at once (0 = no cap); past it a new connection gets 503
+    /// and is closed.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 0,
+            max_connections: 0,
+        }
+    }
+}
+
+/// The smallest `limits.max_header_bytes` (hyper's smallest read buffer).
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// `[verify]`: how `{auth_prefix}/verify` learns which URI the front server is asking about.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// The one header the front server sets to the original request URI: `X-Original-URI`
+    /// (the shipped nginx config), `X-Forwarded-Uri` (Caddy, Traefik), or `auto`: both are
+    /// read, and when both are present they must name the same path.
+    #[serde(deserialize_with = "lenient_string")]
+    pub uri_header: String,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            uri_header: "auto".into(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -355,6 +437,13 @@ pub struct Config {
     pub headers: HeadersConfig,
     /// `[access]`.
     pub access: AccessConfig,
+    /// Peers (CIDR) whose `X-Forwarded-For`, `X-Original-URI` and `X-Forwarded-Uri` count.
+    #[serde(deserialize_with = "lenient_nets")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[verify]`.
+    pub verify: VerifyConfig,
 }
 
 impl Default for Config {
@@ -370,6 +459,9 @@ impl Default for Config {
             session: SessionConfig::default(),
             headers: HeadersConfig::default(),
             access: AccessConfig::default(),
+            trusted_proxies: default_trusted_proxies(),
+            limits: LimitsConfig::default(),
+            verify: VerifyConfig::default(),
         }
     }
 }
@@ -500,6 +592,40 @@ impl Config {
                 ));
             }
         }
+        let limits = &self.limits;
+        if limits.header_read_timeout.is_zero() {
+            return Err(ConfigError::key(
+                "limits.header_read_timeout",
+                "must be more than 0 (e.g. 10s)",
+            ));
+        }
+        if limits.idle_timeout.is_zero() {
+            return Err(ConfigError::key(
+                "limits.idle_timeout",
+                "must be more than 0 (e.g. 60s)",
+            ));
+        }
+        if limits.max_header_bytes < MIN_HEADER_BYTES {
+            return Err(ConfigError::key(
+                "limits.max_header_bytes",
+                format!("must be at least {MIN_HEADER_BYTES} (the default is 65536)"),
+            ));
+        }
+        if u32::try_from(limits.max_header_bytes).is_err() {
+            return Err(ConfigError::key(
+                "limits.max_header_bytes",
+                "must be below 4 GiB",
+            ));
+        }
+        let uri_header = &self.verify.uri_header;
+        if !uri_header.eq_ignore_ascii_case("auto")
+            && http::HeaderName::from_bytes(uri_header.as_bytes()).is_err()
+        {
+            return Err(ConfigError::key(
+                "verify.uri_header",
+                format!("`{uri_header}` is not a header name; use X-Original-URI (nginx), X-Forwarded-Uri (Caddy, Traefik) or auto"),
+            ));
+        }
         for (i, re) in self.access.skip_auth.iter().enumerate() {
             if let Err(e) = regex::Regex::new(re) {
                 return Err(ConfigError::key(
@@ -621,6 +747,53 @@ mod tests {
         assert_eq!(c.dingtalk.user_api, UserApi::V2);
         assert_eq!(c.headers.user_id.as_deref(), Some("X-User-Id"));
         assert!(c.upstream.is_none());
+        assert_eq!(c.limits.max_header_bytes, 65536);
+        assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.verify.uri_header, "auto");
+        assert_eq!(c.trusted_proxies.len(), 2);
+    }
+
+    /// trusted_proxies takes CIDRs and single addresses; a bad entry names the key.
+    #[test]
+    fn trusted_proxies() {
+        let f = base().merge(Toml::string(
+            "trusted_proxies = [\"10.1.2.3/8\", \"192.168.0.7\", \"fd00::/8\"]",
+        ));
+        let c = Config::from_figment(f).unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.168.0.7/32", "fd00::/8"]);
+        let f = base().merge(Toml::string("trusted_proxies = \"10.0.0.0/8, nonsense\""));
+        let e = Config::from_figment(f).unwrap_err().to_string();
+        assert!(
+            e.contains("trusted_proxies") && e.contains("nonsense"),
+            "{e}"
+        );
+    }
+
+    /// Limits below what the server can honour, and a bad verify header, name their key.
+    #[test]
+    fn bad_limits_name_the_key() {
+        for (toml, key) in [
+            (
+                "[limits]\nmax_header_bytes = 100",
+                "limits.max_header_bytes",
+            ),
+            (
+                "[limits]\nheader_read_timeout = \"0s\"",
+                "limits.header_read_timeout",
+            ),
+            ("[limits]\nmax_connections = -1", "limits.max_connections"),
+            (
+                "[limits]\nmax_body_bytes = \"lots\"",
+                "limits.max_body_bytes",
+            ),
+            ("[verify]\nuri_header = \"bad header\"", "verify.uri_header"),
+        ] {
+            let e = Config::from_figment(base().merge(Toml::string(toml)))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
     }
 
     /// A short secret is rejected with a message naming the key, without echoing the value.

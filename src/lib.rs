@@ -10,8 +10,10 @@
 //! - [`redirect`]: the hostile `rd` parameter, reduced to a same-origin path.
 //! - [`identity`]: stripping and setting the identity headers.
 //! - [`access`]: `[access]` rules: allowed users and departments, `skip_auth` paths.
+//! - [`forwarded`]: `trusted_proxies`: whose `X-Forwarded-*` and URI headers count.
 //! - [`proxy`]: forwarding to the upstream (pooled client, hop-by-hop, WebSocket).
-//! - [`server`]: shared state, routing, the accept loop with graceful shutdown.
+//! - [`server`]: shared state and the routing of each request.
+//! - [`conn`]: the accept loop, per-connection limits (`[limits]`), graceful drain.
 //! - [`metrics`]: Prometheus counters for the admin listener.
 //! - [`revalidate`]: periodic re-checks of sessions against DingTalk (`session.revalidate`).
 //! - [`response`]: small helpers for building our own responses.
@@ -22,11 +24,13 @@
 
 pub mod access;
 pub mod config;
+pub mod conn;
 #[cfg(feature = "fake")]
 pub mod demo;
 pub mod dingtalk;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod forwarded;
 pub mod identity;
 pub mod login;
 pub mod metrics;

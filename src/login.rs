@@ -4,7 +4,9 @@
 
 use base64::Engine;
 use http::header::{RETRY_AFTER, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use std::net::SocketAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use rand::RngCore;
 use serde_json::json;
 
@@ -216,17 +218,22 @@ fn dingtalk_error_page(e: &DingTalkError, retry: &str) -> Response<Body> {
 }
 
 /// `GET {prefix}/verify`: 200 + identity headers, 401, or 403; never a redirect, empty bodies.
-/// `skip_auth` is judged on `X-Original-URI` (nginx) or `X-Forwarded-Uri` (Traefik, Caddy).
-pub fn verify(app: &Shared, headers: &HeaderMap) -> Response<Body> {
-    let (session, set_cookie) = app.current_session(headers);
-    let mut resp = verify_answer(app, headers, session.as_ref());
+/// `skip_auth` is judged on the original URI the front server reports (see [`original_path`]).
+pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Response<Body> {
+    let (session, set_cookie) = app.current_session(headers).await;
+    let mut resp = verify_answer(app, headers, peer, session.as_ref());
     if let Some(c) = set_cookie {
         response::set_cookie(&mut resp, &c);
     }
     resp
 }
 
-fn verify_answer(app: &Shared, headers: &HeaderMap, session: Option<&Session>) -> Response<Body> {
+fn verify_answer(
+    app: &Shared,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    session: Option<&Session>,
+) -> Response<Body> {
     if let Some(s) = session {
         if app.access.allows(s) {
             app.metrics.verify("ok");
@@ -242,23 +249,16 @@ fn verify_answer(app: &Shared, headers: &HeaderMap, session: Option<&Session>) -
             return resp;
         }
     }
-    let original = headers
-        .get("x-original-uri")
-        .or_else(|| headers.get("x-forwarded-uri"))
-        .and_then(|v| v.to_str().ok());
-    if let Some(uri) = original {
-        let path = uri.split(['?', '#']).next().unwrap_or_default();
-        if app.access.skips(path) {
-            app.metrics.verify("skip");
-            // Empty identity headers: web servers that copy them (Caddy's copy_headers) then
-            // overwrite the client's own with nothing instead of passing them on.
-            let mut resp = response::status(StatusCode::OK);
-            for name in app.identity.names() {
-                resp.headers_mut()
-                    .insert(name.clone(), HeaderValue::from_static(""));
-            }
-            return resp;
+    if original_path(app, headers, peer).is_some_and(|path| app.access.skips(path)) {
+        app.metrics.verify("skip");
+        // Empty identity headers: web servers that copy them (Caddy's copy_headers) then
+        // overwrite the client's own with nothing instead of passing them on.
+        let mut resp = response::status(StatusCode::OK);
+        for name in app.identity.names() {
+            resp.headers_mut()
+                .insert(name.clone(), HeaderValue::from_static(""));
         }
+        return resp;
     }
     if session.is_some() {
         app.metrics.verify("forbidden");
@@ -269,9 +269,51 @@ fn verify_answer(app: &Shared, headers: &HeaderMap, session: Option<&Session>) -
     }
 }
 
+/// The path (no query) of the request the front server is asking about, as it reports it —
+/// only when the asking peer is in `trusted_proxies`. With `verify.uri_header` set, that one
+/// header, present once; with `auto`, `X-Original-URI` (nginx) and `X-Forwarded-Uri` (Caddy,
+/// Traefik), which must agree when both are there: a front server sets one of them and may
+/// pass a client's copy of the other through.
+pub fn original_path<'a>(
+    app: &Shared,
+    headers: &'a HeaderMap,
+    peer: SocketAddr,
+) -> Option<&'a str> {
+    if !app.trusted.trusts(peer.ip()) {
+        return None;
+    }
+    let path = |v: &'a HeaderValue| -> Option<&'a str> {
+        let uri = v.to_str().ok()?;
+        uri.split(['?', '#']).next()
+    };
+    let names: &[&HeaderName] = match &app.uri_header {
+        Some(name) => &[name],
+        None => &[&X_ORIGINAL_URI, &X_FORWARDED_URI],
+    };
+    let mut found: Option<&str> = None;
+    for name in names {
+        for value in headers.get_all(*name) {
+            let p = path(value)?;
+            match found {
+                Some(prior) if prior != p => {
+                    tracing::debug!("verify: the front server's URI headers disagree");
+                    return None;
+                }
+                _ => found = Some(p),
+            }
+        }
+    }
+    found
+}
+
+/// nginx's conventional header for the original request URI (`$request_uri`).
+pub static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// Caddy's and Traefik's header for the original request URI.
+pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+
 /// `GET {prefix}/userinfo`: the session user as JSON, or 401 JSON.
-pub fn userinfo(app: &Shared, headers: &HeaderMap) -> Response<Body> {
-    let (session, set_cookie) = app.current_session(headers);
+pub async fn userinfo(app: &Shared, headers: &HeaderMap) -> Response<Body> {
+    let (session, set_cookie) = app.current_session(headers).await;
     let mut resp = userinfo_answer(app, session);
     if let Some(c) = set_cookie {
         response::set_cookie(&mut resp, &c);
@@ -318,14 +360,15 @@ pub async fn handle(
     rest: &str,
     headers: &HeaderMap,
     query: Option<&str>,
+    peer: SocketAddr,
 ) -> Response<Body> {
     let get = method == Method::GET || method == Method::HEAD;
     match rest {
         "/healthz" if get => response::text(StatusCode::OK, "ok"),
-        "/verify" if get => verify(app, headers),
+        "/verify" if get => verify(app, headers, peer).await,
         "/login" if get => login(app, headers, query),
         "/callback" if get => callback(app, headers, query).await,
-        "/userinfo" if get => userinfo(app, headers),
+        "/userinfo" if get => userinfo(app, headers).await,
         "/logout" if get || method == Method::POST => logout(app, query),
         "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
             let mut r = response::status(StatusCode::METHOD_NOT_ALLOWED);

@@ -14,6 +14,7 @@ pub struct Metrics {
     requests: Family<Labels, Counter>,
     logins: Family<Labels, Counter>,
     verifies: Family<Labels, Counter>,
+    rejected: Counter,
 }
 
 impl Default for Metrics {
@@ -40,7 +41,14 @@ impl Metrics {
             "verify (auth_request) answers by result",
             verifies.clone(),
         );
+        let rejected = Counter::default();
+        registry.register(
+            "connections_rejected",
+            "Client connections turned away at limits.max_connections",
+            rejected.clone(),
+        );
         Metrics {
+            rejected,
             registry,
             requests,
             logins,
@@ -61,6 +69,11 @@ impl Metrics {
     /// Counts a verify answer by result.
     pub fn verify(&self, result: &'static str) {
         self.verifies.get_or_create(&[("result", result)]).inc();
+    }
+
+    /// Counts a connection turned away at `limits.max_connections`.
+    pub fn connection_rejected(&self) {
+        self.rejected.inc();
     }
 
     /// The text exposition format.

@@ -1,10 +1,10 @@
-//! Forwarding to the upstream app: a pooled hyper-util client, streaming bodies both ways,
-//! hop-by-hop headers removed, `X-Forwarded-*` set, the session cookie withheld, WebSocket
-//! (and any other HTTP/1.1) upgrades spliced through.
+//! Forwarding to the upstream app: a pooled hyper-util client, streaming bodies both ways
+//! (optionally capped), hop-by-hop headers removed, `X-Forwarded-*` set, the session cookie
+//! withheld, WebSocket upgrades spliced through — and no other upgrade: `Upgrade: h2c` would
+//! hand the client a raw HTTP/2 connection to the app, past every check of ours.
 //!
 //! Nothing here calls DingTalk or derives keys: this is the hot path, measured against nginx.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::header::{
@@ -12,14 +12,15 @@ use http::header::{
     TRANSFER_ENCODING, UPGRADE,
 };
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::response::{self, Body};
+use crate::session::cookie_pairs;
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +34,17 @@ pub enum ProxyError {
     /// The request could not be turned into an upstream request.
     #[error("bad request for upstream: {0}")]
     BadRequest(String),
+    /// The request body is larger than `limits.max_body_bytes`.
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(u64),
+    /// The upstream switched protocols when we had not asked it to (or to another protocol).
+    #[error("upstream switched protocols unasked")]
+    UnexpectedUpgrade,
 }
 
 /// The upstream app and the pooled client that talks to it. Built once at start-up.
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, UpstreamBody>,
     scheme: Scheme,
     authority: Authority,
     /// Path prefix of the upstream URL (without a trailing `/`), usually empty.
@@ -45,12 +52,17 @@ pub struct Upstream {
     timeout: Duration,
     forwarded_proto: HeaderValue,
     cookie_name: String,
+    /// `limits.max_body_bytes`; 0 = unlimited.
+    max_body: u64,
 }
+
+/// The request body as sent upstream: the client's, or the client's under a size cap.
+pub type UpstreamBody = Either<Incoming, Limited<Incoming>>;
 
 /// Per-request facts the forwarder needs besides the request itself.
 pub struct Forward<'a> {
-    /// The TCP peer, appended to `X-Forwarded-For`.
-    pub peer: SocketAddr,
+    /// The `X-Forwarded-For` value to send (the caller decides what to trust).
+    pub forwarded_for: HeaderValue,
     /// Sets the identity headers on the outgoing request (after hop-by-hop stripping).
     pub identity: Option<&'a (dyn Fn(&mut HeaderMap) + Sync)>,
 }
@@ -62,6 +74,7 @@ impl Upstream {
         timeout: Duration,
         public_https: bool,
         cookie_name: &str,
+        max_body: u64,
     ) -> Result<Upstream, ProxyError> {
         let authority: Authority = upstream[url::Position::BeforeHost..url::Position::AfterPort]
             .parse()
@@ -82,6 +95,7 @@ impl Upstream {
             timeout,
             forwarded_proto: HeaderValue::from_static(if public_https { "https" } else { "http" }),
             cookie_name: cookie_name.to_string(),
+            max_body,
         })
     }
 
@@ -92,6 +106,14 @@ impl Upstream {
             Err(ProxyError::Timeout(d)) => {
                 tracing::warn!(timeout = ?d, "upstream timed out");
                 response::text(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+            }
+            Err(ProxyError::BodyTooLarge(max)) => {
+                tracing::info!(max, "request body too large");
+                response::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+            }
+            Err(ProxyError::BadRequest(e)) => {
+                tracing::info!(error = %e, "request not forwardable");
+                response::text(StatusCode::BAD_REQUEST, "bad request\n")
             }
             Err(e) => {
                 tracing::warn!(error = %e, "upstream request failed");
@@ -105,8 +127,11 @@ impl Upstream {
         mut req: Request<Incoming>,
         fwd: Forward<'_>,
     ) -> Result<Response<Body>, ProxyError> {
-        let upgrade = upgrade_protocol(req.headers());
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let upgrade = websocket_upgrade(req.method(), req.version(), req.headers());
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        if self.max_body > 0 && content_length(req.headers()).is_some_and(|n| n > self.max_body) {
+            return Err(ProxyError::BodyTooLarge(self.max_body));
+        }
 
         // HTTP/2 clients send the host as the URI's authority, not as a Host header.
         let original_host = req.headers().get(HOST).cloned().or_else(|| {
@@ -118,51 +143,76 @@ impl Upstream {
         {
             let headers = req.headers_mut();
             strip_hop_by_hop(headers);
+            // Only meaningful with `Upgrade: h2c`, which never passes.
+            headers.remove("http2-settings");
             strip_cookie(headers, &self.cookie_name);
             if let Some(set) = fwd.identity {
                 set(headers);
             }
-            append_forwarded_for(headers, fwd.peer);
+            headers.insert("x-forwarded-for", fwd.forwarded_for);
             headers.insert("x-forwarded-proto", self.forwarded_proto.clone());
             if let Some(host) = original_host {
                 headers.insert("x-forwarded-host", host.clone());
                 // The app sees the Host the user used (as with oauth2-proxy's default).
                 headers.insert(HOST, host);
             }
-            if let Some(proto) = &upgrade {
+            if upgrade {
                 headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-                headers.insert(UPGRADE, proto.clone());
+                headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
             }
         }
         // The upstream connection is HTTP/1.1 whatever the client spoke.
         *req.version_mut() = http::Version::HTTP_11;
+        let max_body = self.max_body;
+        let req = req.map(|body| {
+            if max_body > 0 {
+                Either::Right(Limited::new(
+                    body,
+                    usize::try_from(max_body).unwrap_or(usize::MAX),
+                ))
+            } else {
+                Either::Left(body)
+            }
+        });
 
         let mut resp = tokio::time::timeout(self.timeout, self.client.request(req))
             .await
             .map_err(|_| ProxyError::Timeout(self.timeout))?
-            .map_err(|e| ProxyError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| {
+                if caused_by_limit(&e) {
+                    ProxyError::BodyTooLarge(max_body)
+                } else {
+                    ProxyError::Unreachable(error_chain(&e))
+                }
+            })?;
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    let (client, upstream) = match tokio::join!(client_upgrade, upstream_upgrade) {
-                        (Ok(c), Ok(u)) => (c, u),
-                        (Err(e), _) | (_, Err(e)) => {
-                            tracing::debug!(error = %e, "upgrade failed");
-                            return;
-                        }
-                    };
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
-                        tracing::debug!(error = %e, "upgraded connection ended");
+            // Only a WebSocket switch that we asked for is spliced; anything else would hand
+            // the client a raw connection to the app.
+            let to_websocket = resp
+                .headers()
+                .get(UPGRADE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+            let Some(client_upgrade) = client_upgrade.filter(|_| to_websocket) else {
+                return Err(ProxyError::UnexpectedUpgrade);
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                let (client, upstream) = match tokio::join!(client_upgrade, upstream_upgrade) {
+                    (Ok(c), Ok(u)) => (c, u),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::debug!(error = %e, "upgrade failed");
+                        return;
                     }
-                });
-                let (parts, _) = resp.into_parts();
-                return Ok(Response::from_parts(parts, response::empty()));
-            }
+                };
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(error = %e, "upgraded connection ended");
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Ok(Response::from_parts(parts, response::empty()));
         }
         strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(|b| b.map_err(Into::into).boxed()))
@@ -188,19 +238,47 @@ impl Upstream {
     }
 }
 
-/// The `Upgrade` protocol when the request really asks for one (`Connection: upgrade`).
-fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+/// True when the request is a WebSocket handshake (RFC 6455: `GET`, HTTP/1.1,
+/// `Connection: upgrade`, `Upgrade: websocket`) — the one upgrade we pass. Every other
+/// `Upgrade` (`h2c` above all) is dropped with the hop-by-hop headers and the request goes
+/// upstream as plain HTTP/1.1.
+fn websocket_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> bool {
+    if method != Method::GET || version != Version::HTTP_11 {
+        return false;
+    }
     let asks = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if asks {
-        headers.get(UPGRADE).cloned()
-    } else {
-        None
+    let mut upgrades = headers.get_all(UPGRADE).iter();
+    let websocket = match (upgrades.next(), upgrades.next()) {
+        (Some(v), None) => v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"),
+        _ => false,
+    };
+    asks && websocket
+}
+
+/// The request's `Content-Length`, when it has exactly one valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v.to_str().ok()?.trim().parse().ok(),
+        _ => None,
     }
+}
+
+/// True when the upstream request failed because the body passed `limits.max_body_bytes`.
+fn caused_by_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every header it names, plus
@@ -234,48 +312,41 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-/// Removes our session cookie from `Cookie`, keeping the app's own cookies.
+/// Removes our cookies (the session and the login state) from `Cookie`, keeping the app's own
+/// byte for byte. `Cookie` is handled as bytes: a raw UTF-8 value of the app's must neither
+/// hide our cookie nor make us forward it.
 pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
-    if !headers.contains_key(COOKIE) {
-        return;
-    }
-    let ours = |pair: &str| {
-        pair.trim()
-            .split_once('=')
-            .is_some_and(|(k, _)| k == name || k.strip_prefix(name) == Some("_state"))
+    let ours = |k: &[u8]| {
+        k == name.as_bytes() || k.strip_prefix(name.as_bytes()) == Some(b"_state".as_slice())
     };
     let any_ours = headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(';').any(ours));
+        .any(|v| cookie_pairs(v.as_bytes()).any(|(k, _)| ours(k)));
     if !any_ours {
         return;
     }
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter(|p| !p.trim().is_empty() && !ours(p))
-        .map(|p| p.trim().to_string())
-        .collect();
-    headers.remove(COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(COOKIE, v);
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        for (k, v) in cookie_pairs(value.as_bytes()) {
+            if ours(k) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            if !k.is_empty() {
+                kept.extend_from_slice(k);
+                kept.push(b'=');
+            }
+            kept.extend_from_slice(v);
         }
     }
-}
-
-fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
-    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-        _ => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert("x-forwarded-for", v);
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_bytes(&kept) {
+            headers.insert(COOKIE, v);
+        }
     }
 }
 
@@ -293,6 +364,46 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a WebSocket handshake counts as an upgrade; h2c and friends do not.
+    #[test]
+    fn only_websocket_upgrades() {
+        let h = |conn: &'static str, up: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONNECTION, HeaderValue::from_static(conn));
+            h.insert(UPGRADE, HeaderValue::from_static(up));
+            h
+        };
+        let get = Method::GET;
+        let v11 = Version::HTTP_11;
+        assert!(websocket_upgrade(&get, v11, &h("Upgrade", "websocket")));
+        assert!(websocket_upgrade(
+            &get,
+            v11,
+            &h("keep-alive, upgrade", "WebSocket")
+        ));
+        assert!(!websocket_upgrade(
+            &get,
+            v11,
+            &h("Upgrade, HTTP2-Settings", "h2c")
+        ));
+        assert!(!websocket_upgrade(
+            &get,
+            v11,
+            &h("Upgrade", "h2c, websocket")
+        ));
+        assert!(!websocket_upgrade(&get, v11, &h("close", "websocket")));
+        assert!(!websocket_upgrade(
+            &Method::POST,
+            v11,
+            &h("Upgrade", "websocket")
+        ));
+        assert!(!websocket_upgrade(
+            &get,
+            Version::HTTP_10,
+            &h("Upgrade", "websocket")
+        ));
+    }
 
     /// Headers named in `Connection` go, along with the fixed hop-by-hop list.
     #[test]
@@ -323,5 +434,10 @@ mod tests {
         h.append(COOKIE, HeaderValue::from_static("dap_session=xyz"));
         strip_cookie(&mut h, "dap_session");
         assert!(!h.contains_key(COOKIE));
+        let mut h = HeaderMap::new();
+        let raw = "app=张三; dap_session=xyz; b=\u{ff}";
+        h.append(COOKIE, HeaderValue::from_bytes(raw.as_bytes()).unwrap());
+        strip_cookie(&mut h, "dap_session");
+        assert_eq!(h[COOKIE].as_bytes(), "app=张三; b=\u{ff}".as_bytes());
     }
 }

@@ -25,7 +25,7 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
-/// A response with `status`, an empty body, and `Cache-Control: no-store`.
+/// A response with `status`, an empty body, and the headers of [`no_store`].
 pub fn status(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = status;
@@ -84,11 +84,6 @@ pub fn html(status: StatusCode, body: String, csp: &str) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(csp) {
         h.insert("content-security-policy", v);
     }
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     no_store(&mut r);
     r
@@ -101,7 +96,15 @@ pub fn set_cookie(r: &mut Response<Body>, cookie: &str) {
     }
 }
 
+/// What every response of our own carries: never cached (they depend on cookies), never
+/// sniffed into another type, and never a `Referer` from our URLs (a callback URL holds the
+/// OAuth code).
 fn no_store(r: &mut Response<Body>) {
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let h = r.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
 }

@@ -2,15 +2,21 @@
 //! they are fetched from DingTalk again, so people who left the corp or were deactivated lose
 //! access before their cookie expires, and changed details (mobile, departments) reach the app.
 //!
-//! The request path never waits for DingTalk: a stale session starts one background check per
-//! user (however many requests arrive) and is used as it is meanwhile; later requests see the
-//! answer (an updated session, re-issued as a cookie, or a revoked one). A DingTalk outage
-//! does not log anyone out; the check is retried after [`RETRY_AFTER_FAILURE`].
+//! The first request that finds a session stale is served as it is and starts one background
+//! check for the user (however many requests arrive); requests of that user arriving while the
+//! check runs wait for its answer (at most `dingtalk.timeout`), so at most that one stale
+//! request passes. The answer is an updated session (re-issued as a cookie) or a revocation.
+//!
+//! A revocation sticks: once DingTalk says the user is gone, every session of that user issued
+//! before that moment is refused on this replica until it expires — only a new login (which
+//! DingTalk must approve) gets the user back in. A DingTalk outage does not log anyone out; the
+//! check is retried after [`RETRY_AFTER_FAILURE`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use tokio::sync::watch;
 
 use crate::dingtalk::{DingTalk, DingTalkError, User};
 use crate::session::{now_secs, Session};
@@ -46,50 +52,96 @@ struct Checked {
 #[derive(Clone)]
 pub struct Revalidator {
     every: u64,
+    /// How long a request waits for a check already running for its user.
+    wait: Duration,
+    /// Sessions live at most this long: a revocation older than that has nothing left to stop.
+    ttl: u64,
     checked: Arc<DashMap<String, Checked>>,
-    in_flight: Arc<DashMap<String, ()>>,
+    /// Users DingTalk reported gone, with when: their sessions issued earlier are refused.
+    gone: Arc<DashMap<String, u64>>,
+    /// Checks running now; the receiver turns `true` when the check's answer is recorded.
+    in_flight: Arc<DashMap<String, watch::Receiver<bool>>>,
 }
 
 impl Revalidator {
-    /// Revalidates every `every` (zero turns it off).
-    pub fn new(every: Duration) -> Revalidator {
+    /// Revalidates every `every` (zero turns it off); a request waits at most `wait` for a
+    /// check already running; sessions last at most `ttl`.
+    pub fn new(every: Duration, wait: Duration, ttl: Duration) -> Revalidator {
         Revalidator {
             every: every.as_secs(),
+            wait,
+            ttl: ttl.as_secs(),
             checked: Arc::new(DashMap::new()),
+            gone: Arc::new(DashMap::new()),
             in_flight: Arc::new(DashMap::new()),
         }
     }
 
-    /// Judges `session` from what is known now; starts a background check when it is stale.
-    pub fn check(&self, dingtalk: &DingTalk, session: &Session) -> Verdict {
-        let now = now_secs();
-        if self.every == 0 || now.saturating_sub(session.checked_at) < self.every {
+    /// Judges `session`: refused for good once its user was reported gone; otherwise from the
+    /// newest check, starting one when the session is stale (see the module doc for who waits).
+    pub async fn check(&self, dingtalk: &DingTalk, session: &Session) -> Verdict {
+        if self.every == 0 {
             return Verdict::Fresh;
         }
-        // Another request's check, newer than this session's details, answers for it.
-        if let Some(c) = self.checked.get(&session.userid) {
-            if c.at > session.checked_at && now.saturating_sub(c.at) < self.every {
-                return match &c.outcome {
-                    Outcome::Active(user) => {
-                        Verdict::Updated(Box::new(session.refreshed(user, c.at)))
-                    }
-                    Outcome::Gone => Verdict::Revoked,
-                    Outcome::Unknown => Verdict::Fresh,
-                };
+        if let Some(verdict) = self.known(session) {
+            return verdict;
+        }
+        // A check is running for this user: wait for its answer, bounded.
+        let running = self.in_flight.get(&session.userid).map(|r| r.clone());
+        if let Some(mut done) = running {
+            let _ = tokio::time::timeout(self.wait, done.wait_for(|d| *d)).await;
+            return self.known(session).unwrap_or(Verdict::Fresh);
+        }
+        self.start(dingtalk, &session.userid);
+        Verdict::Fresh
+    }
+
+    /// The verdict already known for `session`, or `None` when a check is needed.
+    fn known(&self, session: &Session) -> Option<Verdict> {
+        if let Some(at) = self.gone.get(&session.userid) {
+            if session.issued_at < *at {
+                return Some(Verdict::Revoked);
             }
         }
-        if self.in_flight.insert(session.userid.clone(), ()).is_none() {
-            let this = self.clone();
-            let dingtalk = dingtalk.clone();
-            let userid = session.userid.clone();
-            tokio::spawn(async move {
-                let checked = this.ask(&dingtalk, &userid).await;
-                this.prune(now);
-                this.checked.insert(userid.clone(), checked);
-                this.in_flight.remove(&userid);
+        let now = now_secs();
+        if now.saturating_sub(session.checked_at) < self.every {
+            return Some(Verdict::Fresh);
+        }
+        // Another request's check, newer than this session's details, answers for it.
+        let c = self.checked.get(&session.userid)?;
+        if c.at > session.checked_at && now.saturating_sub(c.at) < self.every {
+            return Some(match &c.outcome {
+                Outcome::Active(user) => Verdict::Updated(Box::new(session.refreshed(user, c.at))),
+                Outcome::Gone => Verdict::Revoked,
+                Outcome::Unknown => Verdict::Fresh,
             });
         }
-        Verdict::Fresh
+        None
+    }
+
+    /// Starts the one background check for `userid` unless one is running.
+    fn start(&self, dingtalk: &DingTalk, userid: &str) {
+        let (tx, rx) = watch::channel(false);
+        match self.in_flight.entry(userid.to_string()) {
+            dashmap::Entry::Occupied(_) => return,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(rx);
+            }
+        }
+        let this = self.clone();
+        let dingtalk = dingtalk.clone();
+        let userid = userid.to_string();
+        tokio::spawn(async move {
+            let checked = this.ask(&dingtalk, &userid).await;
+            let now = now_secs();
+            this.prune(now);
+            if matches!(checked.outcome, Outcome::Gone) {
+                this.gone.insert(userid.clone(), checked.at);
+            }
+            this.checked.insert(userid.clone(), checked);
+            this.in_flight.remove(&userid);
+            let _ = tx.send(true);
+        });
     }
 
     async fn ask(&self, dingtalk: &DingTalk, userid: &str) -> Checked {
@@ -122,11 +174,16 @@ impl Revalidator {
         }
     }
 
-    /// Keeps the map from growing without bound: old answers are forgotten.
+    /// Keeps the maps from growing without bound: old answers are forgotten, and a revocation
+    /// once every session it could stop has expired.
     fn prune(&self, now: u64) {
         if self.checked.len() > 100_000 {
             let every = self.every;
             self.checked.retain(|_, c| now.saturating_sub(c.at) < every);
+        }
+        if self.gone.len() > 10_000 {
+            let ttl = self.ttl;
+            self.gone.retain(|_, at| now.saturating_sub(*at) <= ttl);
         }
     }
 }

@@ -4,22 +4,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dashmap::DashMap;
 use http::header::ACCEPT;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::access::Access;
-use crate::config::Config;
+use crate::config::{Config, ConfigError, LimitsConfig};
+use crate::conn;
 use crate::dingtalk::{DingTalk, DingTalkError};
+use crate::forwarded::TrustedProxies;
 use crate::identity::IdentityHeaders;
 use crate::login;
 use crate::metrics::Metrics;
@@ -38,6 +35,9 @@ pub enum StartError {
     /// The upstream client could not be built.
     #[error("upstream: {0}")]
     Upstream(#[from] ProxyError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Everything a request needs, built once at start-up and shared by all connections.
@@ -58,6 +58,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Periodic re-checks of sessions against DingTalk.
     pub revalidator: Revalidator,
+    /// `trusted_proxies`: whose forwarded headers count.
+    pub trusted: TrustedProxies,
+    /// `verify.uri_header`; `None` = auto.
+    pub uri_header: Option<http::HeaderName>,
     /// `state` values already used at the callback, with their expiry (replay protection).
     used_states: DashMap<String, u64>,
     /// `{auth_prefix}/callback`.
@@ -73,6 +77,16 @@ pub struct App(Arc<Shared>);
 impl App {
     /// Builds clients, keys and rules from `config`. No network I/O.
     pub fn new(config: Config) -> Result<App, StartError> {
+        config.validate()?;
+        let uri_header = match config.verify.uri_header.as_str() {
+            h if h.eq_ignore_ascii_case("auto") => None,
+            h => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                ConfigError::Invalid {
+                    key: "verify.uri_header".into(),
+                    message: "is not a header name".into(),
+                }
+            })?),
+        };
         let dingtalk = DingTalk::new(&config.dingtalk)?;
         let upstream = match &config.upstream {
             Some(url) => Some(Upstream::new(
@@ -80,6 +94,7 @@ impl App {
                 config.upstream_timeout,
                 config.secure_cookies(),
                 &config.session.cookie_name,
+                config.limits.max_body_bytes,
             )?),
             None => None,
         };
@@ -92,7 +107,13 @@ impl App {
             dingtalk,
             upstream,
             metrics: Metrics::new(),
-            revalidator: Revalidator::new(config.session.revalidate),
+            revalidator: Revalidator::new(
+                config.session.revalidate,
+                config.dingtalk.timeout,
+                config.session.ttl,
+            ),
+            trusted: TrustedProxies::new(&config.trusted_proxies),
+            uri_header,
             used_states: DashMap::new(),
             callback_path,
             callback_url,
@@ -114,7 +135,7 @@ impl App {
             if rest.is_empty() || rest.starts_with('/') {
                 app.metrics.request("auth");
                 let (method, headers, query) = (req.method(), req.headers(), req.uri().query());
-                return login::handle(app, method, rest, headers, query).await;
+                return login::handle(app, method, rest, headers, query, peer).await;
             }
         }
         let Some(upstream) = &app.upstream else {
@@ -127,16 +148,17 @@ impl App {
         let mut req = req;
         // 1. Never let a client speak for the user.
         app.identity.strip(req.headers_mut());
+        let forwarded_for = app.trusted.forwarded_for(peer, req.headers());
         // skip_auth looks at the request's own path only.
         if app.access.skips(req.uri().path()) {
             app.metrics.request("skipped");
             let fwd = Forward {
-                peer,
+                forwarded_for,
                 identity: None,
             };
             return upstream.forward(req, fwd).await;
         }
-        let (session, set_cookie) = app.current_session(req.headers());
+        let (session, set_cookie) = app.current_session(req.headers()).await;
         let Some(session) = session else {
             let mut resp = app.unauthenticated(req.method(), req.headers(), req.uri());
             if let Some(c) = set_cookie {
@@ -151,7 +173,7 @@ impl App {
         app.metrics.request("proxied");
         let set = |h: &mut HeaderMap| app.identity.apply(h, &session);
         let fwd = Forward {
-            peer,
+            forwarded_for,
             identity: Some(&set),
         };
         let mut resp = upstream.forward(req, fwd).await;
@@ -165,11 +187,11 @@ impl App {
 impl Shared {
     /// The request's valid session after revalidation, and a `Set-Cookie` to send with the
     /// answer when revalidation changed it (updated details, or a deletion when revoked).
-    pub fn current_session(&self, headers: &HeaderMap) -> (Option<Session>, Option<String>) {
+    pub async fn current_session(&self, headers: &HeaderMap) -> (Option<Session>, Option<String>) {
         let Some(session) = self.codec.session(headers) else {
             return (None, None);
         };
-        match self.revalidator.check(&self.dingtalk, &session) {
+        match self.revalidator.check(&self.dingtalk, &session).await {
             Verdict::Fresh => (Some(session), None),
             Verdict::Updated(s) => {
                 let cookie = self.codec.session_cookie(&s);
@@ -274,84 +296,43 @@ fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains open connections
-/// (at most 10 s).
+/// (see [`conn`](crate::conn) for the limits every connection is held to).
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait a moment, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let service = service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(app.handle(req, peer).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => {
-            tracing::warn!("connections still open after 10 s; closing them");
-        }
-    }
+    let limits = app.0.config.limits.clone();
+    let handler = app.clone();
+    let handle = move |req, peer| {
+        let app = handler.clone();
+        async move { app.handle(req, peer).await }
+    };
+    let rejected = move || app.0.metrics.connection_rejected();
+    conn::serve(listener, &limits, handle, rejected, shutdown).await;
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on the admin listener until `shutdown`.
+/// Serves `/metrics`, `/healthz` and `/readyz` on the admin listener until `shutdown`. The
+/// same limits apply, except the connection cap: health checks must get through.
 pub async fn serve_admin(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let app = app.clone();
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let app = app.clone();
-                    async move {
-                        let resp = match req.uri().path() {
-                            "/metrics" => {
-                                let mut r = Response::new(response::full(app.0.metrics.render()));
-                                r.headers_mut().insert(
-                                    http::header::CONTENT_TYPE,
-                                    http::HeaderValue::from_static(
-                                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                    ),
-                                );
-                                r
-                            }
-                            "/healthz" | "/readyz" => response::text(StatusCode::OK, "ok\n"),
-                            _ => response::text(StatusCode::NOT_FOUND, "not found\n"),
-                        };
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-                tokio::spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+    let limits = LimitsConfig {
+        max_connections: 0,
+        ..app.0.config.limits.clone()
+    };
+    let handle = move |req: Request<Incoming>, _peer| {
+        let app = app.clone();
+        async move {
+            match req.uri().path() {
+                "/metrics" => {
+                    let mut r = Response::new(response::full(app.0.metrics.render()));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
+                    );
+                    r
+                }
+                "/healthz" | "/readyz" => response::text(StatusCode::OK, "ok\n"),
+                _ => response::text(StatusCode::NOT_FOUND, "not found\n"),
             }
-            () = &mut shutdown => break,
         }
-    }
+    };
+    conn::serve(listener, &limits, handle, || {}, shutdown).await;
 }

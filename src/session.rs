@@ -139,16 +139,16 @@ impl CookieCodec {
 
     /// The valid, unexpired session in the request's `Cookie` headers, if any.
     pub fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        let sealed = find_cookie(headers, &self.name)?;
-        let session: Session = self.open(&self.name, sealed)?;
-        (!session.is_expired()).then_some(session)
+        find_cookies(headers, &self.name)
+            .filter_map(|sealed| self.open::<Session>(&self.name, sealed))
+            .find(|s| !s.is_expired())
     }
 
     /// The login state in the request's cookies, if valid and unexpired.
     pub fn login_state(&self, headers: &HeaderMap) -> Option<LoginState> {
-        let sealed = find_cookie(headers, &self.state_name)?;
-        let state: LoginState = self.open(&self.state_name, sealed)?;
-        (now_secs() < state.expires_at).then_some(state)
+        find_cookies(headers, &self.state_name)
+            .filter_map(|sealed| self.open::<LoginState>(&self.state_name, sealed))
+            .find(|s| now_secs() < s.expires_at)
     }
 
     /// `Set-Cookie` value carrying `session`.
@@ -236,17 +236,38 @@ fn derive_key(secret: &str) -> Key {
     }
 }
 
-/// The raw value of cookie `name` in the request's `Cookie` headers (first match).
-pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The values of every cookie called `name` in the request's `Cookie` headers, in order.
+///
+/// `Cookie` is read as bytes: apps set cookies with raw UTF-8 values (Chromium sends them as
+/// they are), and one such byte elsewhere in the header must not hide ours. Values that are not
+/// ASCII cannot be ours and are skipped.
+pub fn find_cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v)
+        .flat_map(|v| cookie_pairs(v.as_bytes()))
+        .filter(move |(k, _)| *k == name.as_bytes())
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok().filter(|v| v.is_ascii()))
+}
+
+/// The first cookie called `name` (see [`find_cookies`]).
+pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
+    find_cookies(headers, name).next()
+}
+
+/// The `name=value` pairs of one `Cookie` header value, split on `;`, trimmed of spaces and
+/// tabs; pieces without `=` are returned with an empty name. Never fails, whatever the bytes.
+pub fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    value.split(|b| *b == b';').filter_map(|piece| {
+        let piece = piece.trim_ascii();
+        if piece.is_empty() {
+            return None;
+        }
+        Some(match piece.iter().position(|b| *b == b'=') {
+            Some(at) => (piece[..at].trim_ascii(), piece[at + 1..].trim_ascii()),
+            None => (&piece[..0], piece),
         })
+    })
 }
 
 /// Seconds since the Unix epoch.
@@ -334,6 +355,19 @@ mod tests {
         let b = codec(SECRET);
         let s = Session::new(&user(), Duration::from_secs(60));
         assert_eq!(b.session(&headers(&a.session_cookie(&s))), Some(s));
+    }
+
+    /// Raw UTF-8 (and any other byte) elsewhere in `Cookie` does not hide a valid session.
+    #[test]
+    fn non_ascii_cookie_header() {
+        let c = codec(SECRET);
+        let s = Session::new(&user(), Duration::from_secs(3600));
+        let set = c.session_cookie(&s);
+        let pair = set.split(';').next().unwrap();
+        let mut h = HeaderMap::new();
+        let raw = format!("app=张三; {pair}; x=\t\u{ff}");
+        h.insert(COOKIE, HeaderValue::from_bytes(raw.as_bytes()).unwrap());
+        assert_eq!(c.session(&h), Some(s));
     }
 
     /// The state cookie cannot be swapped in as a session cookie (names are bound in).
