@@ -11,6 +11,8 @@ use std::io::BufRead;
 
 use reqwest::header::{HeaderMap, SET_COOKIE};
 
+pub mod appservers;
+
 /// A User-Agent of the DingTalk mobile client.
 pub const DINGTALK_UA: &str =
     "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 AliApp(DingTalk/7.6.0) DingTalk/7.6.0";
