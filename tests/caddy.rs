@@ -5,56 +5,28 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use common::*;
 
 struct Setup {
     h: Harness,
     caddy: String,
-    _guard: ChildGuard,
-    _dir: tempfile::TempDir,
+    _front: fronts::Front,
 }
 
 async fn setup() -> Setup {
-    let caddy_bin = require_binary("caddy", &["/usr/bin/caddy"]);
-    let port = free_port();
-    let caddy = format!("http://127.0.0.1:{port}");
-    let public = caddy.clone();
+    let port = fronts::front_port();
+    let public = format!("http://127.0.0.1:{port}");
     let h = start_with(move |c| {
         c.upstream = None;
         c.public_url = url::Url::parse(&public).ok();
         c.access.skip_auth = vec!["^/public/".into()];
     })
     .await;
-    let file = deploy_file("deploy/caddy/Caddyfile");
-    let file = replace_required(&file, "http://app.example.com {", &format!("{caddy} {{"));
-    let file = replace_required(&file, "127.0.0.1:8080", &h.proxy.addr.to_string());
-    let file = replace_required(&file, "127.0.0.1:3000", &h.upstream.to_string());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("Caddyfile");
-    std::fs::write(&path, file).unwrap();
-    let child = Command::new(caddy_bin)
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&path)
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path().join("data"))
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("caddy starts");
-    let guard = ChildGuard(child);
-    assert!(
-        wait_for_port(port, Duration::from_secs(15)).await,
-        "caddy did not listen on {port}"
-    );
+    let front = fronts::start_caddy(port, h.proxy.addr, &h.upstream.to_string()).await;
     Setup {
         h,
-        caddy,
-        _guard: guard,
-        _dir: dir,
+        caddy: front.base.clone(),
+        _front: front,
     }
 }
 

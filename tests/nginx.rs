@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use common::*;
+use std::time::Duration;
 
 struct Setup {
     h: Harness,
     nginx: String,
-    _guard: ChildGuard,
-    _dir: tempfile::TempDir,
+    _front: fronts::Front,
 }
 
 async fn setup() -> Setup {
@@ -22,10 +19,8 @@ async fn setup() -> Setup {
 }
 
 async fn setup_with(tweak: impl FnOnce(&mut dingtalk_auth_proxy::Config)) -> Setup {
-    let nginx_bin = require_binary("nginx", &["/usr/sbin/nginx"]);
-    let port = free_port();
-    let nginx = format!("http://127.0.0.1:{port}");
-    let public = nginx.clone();
+    let port = fronts::front_port();
+    let public = format!("http://127.0.0.1:{port}");
     let h = start_with(move |c| {
         c.upstream = None;
         c.public_url = url::Url::parse(&public).ok();
@@ -33,59 +28,11 @@ async fn setup_with(tweak: impl FnOnce(&mut dingtalk_auth_proxy::Config)) -> Set
         tweak(c);
     })
     .await;
-    let site = deploy_file("deploy/nginx/auth_request.conf");
-    let site = replace_required(
-        &site,
-        "server 127.0.0.1:8080;",
-        &format!("server {};", h.proxy.addr),
-    );
-    let site = replace_required(
-        &site,
-        "server 127.0.0.1:3000;",
-        &format!("server {};", h.upstream),
-    );
-    let site = replace_required(&site, "listen 80;", &format!("listen 127.0.0.1:{port};"));
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    std::fs::write(dir.path().join("site.conf"), site).unwrap();
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let conf = format!(
-        "{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-events {{ worker_connections 256; }}\n\
-http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-  include {d}/site.conf;\n}}\n",
-        user = if root { "user root;\n" } else { "" },
-    );
-    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let child = Command::new(nginx_bin)
-        .args([
-            "-p",
-            &d.to_string(),
-            "-c",
-            &format!("{d}/nginx.conf"),
-            "-g",
-            "daemon off;",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx starts");
-    let guard = ChildGuard(child);
-    assert!(
-        wait_for_port(port, Duration::from_secs(10)).await,
-        "nginx did not listen: {}",
-        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-    );
+    let front = fronts::start_nginx(port, h.proxy.addr, &h.upstream.to_string()).await;
     Setup {
         h,
-        nginx,
-        _guard: guard,
-        _dir: dir,
+        nginx: front.base.clone(),
+        _front: front,
     }
 }
 

@@ -45,6 +45,32 @@ fn forward_auth_matches_our_endpoint_and_headers() {
         .filter_map(|v| v.as_str())
         .collect();
     assert!(mw.contains(&"dingtalk-auth"), "{mw:?}");
+    // The strip middleware runs first and removes every `_` spelling of our headers and the
+    // URI header Traefik does not set.
+    assert_eq!(mw.first(), Some(&"dingtalk-strip"), "{mw:?}");
+    let strip = http["middlewares"]["dingtalk-strip"]["headers"]["customRequestHeaders"]
+        .as_table()
+        .expect("dingtalk-strip removes headers");
+    let removed: Vec<String> = strip
+        .iter()
+        .filter(|(_, v)| v.as_str() == Some(""))
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .collect();
+    assert!(removed.contains(&"x-original-uri".to_string()), "{removed:?}");
+    for name in &ours {
+        let parts: Vec<&str> = name.split('-').collect();
+        // Every mix of `-` and `_` between the parts, except the all-`-` name itself.
+        let gaps = parts.len() - 1;
+        for mask in 1..(1u32 << gaps) {
+            let mut spelled = parts[0].to_string();
+            for (i, part) in parts[1..].iter().enumerate() {
+                spelled.push(if mask & (1 << i) != 0 { '_' } else { '-' });
+                spelled.push_str(part);
+            }
+            let spelled = spelled.to_ascii_lowercase();
+            assert!(removed.contains(&spelled), "{spelled} not removed: {removed:?}");
+        }
+    }
     let login = &http["middlewares"]["dingtalk-login"]["errors"];
     assert!(login["query"]
         .as_str()

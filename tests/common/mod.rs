@@ -12,6 +12,7 @@ use std::io::BufRead;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 
 pub mod appservers;
+pub mod fronts;
 
 /// A User-Agent of the DingTalk mobile client.
 pub const DINGTALK_UA: &str =
