@@ -156,10 +156,7 @@ impl DingTalk {
             UserApi::V2 => {
                 let body = json!({ "userid": userid, "language": "zh_CN" });
                 let v = self.oapi("/topapi/v2/user/get", Call::Post(&body)).await?;
-                let result = v.get("result").cloned().unwrap_or(Value::Null);
-                serde_json::from_value::<V2User>(result)
-                    .map_err(|e| DingTalkError::BadResponse(format!("user/get: {e}")))?
-                    .into_user()
+                parse_user(UserApi::V2, v)?
             }
             UserApi::Legacy => {
                 let v = self
@@ -168,12 +165,10 @@ impl DingTalk {
                         Call::Get(&[("userid", userid), ("lang", "zh_CN")]),
                     )
                     .await?;
-                serde_json::from_value::<LegacyUser>(v)
-                    .map_err(|e| DingTalkError::BadResponse(format!("user/get: {e}")))?
-                    .into_user()
+                parse_user(UserApi::Legacy, v)?
             }
         };
-        user.ok_or_else(|| DingTalkError::BadResponse("user/get answer has no userid".into()))
+        Ok(user)
     }
 
     async fn token(&self) -> Result<Arc<str>, DingTalkError> {
@@ -297,6 +292,22 @@ impl DingTalk {
     }
 }
 
+/// The user in a successful `user/get` answer of either generation (fuzzed: never panics).
+pub fn parse_user(api: UserApi, answer: Value) -> Result<User, DingTalkError> {
+    let user = match api {
+        UserApi::V2 => {
+            let result = answer.get("result").cloned().unwrap_or(Value::Null);
+            serde_json::from_value::<V2User>(result)
+                .map_err(|e| DingTalkError::BadResponse(format!("user/get: {e}")))?
+                .into_user()
+        }
+        UserApi::Legacy => serde_json::from_value::<LegacyUser>(answer)
+            .map_err(|e| DingTalkError::BadResponse(format!("user/get: {e}")))?
+            .into_user(),
+    };
+    user.ok_or_else(|| DingTalkError::BadResponse("user/get answer has no userid".into()))
+}
+
 /// What an oapi answer amounted to, before retries.
 enum Failure {
     /// The app token was rejected (plain or wrapped in errcode 88).
@@ -311,11 +322,32 @@ impl From<DingTalkError> for Failure {
     }
 }
 
-/// Sends an oapi request and reads `errcode`: 0 → the JSON; otherwise a typed failure.
+/// Sends an oapi request and reads its answer (see [`parse_oapi`]).
 async fn oapi_answer(path: &str, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
     let resp = req.send().await.map_err(DingTalkError::from_reqwest)?;
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.map_err(DingTalkError::from_reqwest)?;
+    match parse_oapi(path, status, &bytes) {
+        Ok(v) => Ok(v),
+        Err(OapiFailure::TokenRejected) => Err(Failure::Token),
+        Err(OapiFailure::Error(e)) => Err(Failure::Error(e)),
+    }
+}
+
+/// Why an oapi answer was not a success.
+#[derive(Debug)]
+pub enum OapiFailure {
+    /// The app token was rejected (plain or wrapped in errcode 88): fetch a new one.
+    TokenRejected,
+    /// Anything else, typed.
+    Error(DingTalkError),
+}
+
+/// Reads an oapi answer (HTTP `status`, raw `bytes`) from `path`: `errcode` 0 → the JSON;
+/// anything else — other errcodes, HTML instead of JSON, the gateway's rate-limit shape — a
+/// typed failure. Never panics, whatever the bytes (fuzzed).
+pub fn parse_oapi(path: &str, status: u16, bytes: &[u8]) -> Result<Value, OapiFailure> {
+    use OapiFailure as Failure;
     let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
         // The 5-minute IP ban answers with an HTML page; 5xx is DingTalk trouble.
         tracing::warn!(
@@ -361,7 +393,7 @@ async fn oapi_answer(path: &str, req: reqwest::RequestBuilder) -> Result<Value, 
     let sub_code = str_field(&v, "sub_code").and_then(|s| s.parse::<i64>().ok());
     tracing::warn!(path, errcode, ?sub_code, %errmsg, request_id = ?str_field(&v, "request_id"), "DingTalk error");
     if is_token_errcode(errcode) || (errcode == 88 && sub_code.is_some_and(is_token_errcode)) {
-        return Err(Failure::Token);
+        return Err(Failure::TokenRejected);
     }
     if errcode == 88 {
         if let Some(sub) = sub_code {
