@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use http::header::{RETRY_AFTER, USER_AGENT};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use rand::RngCore;
@@ -107,16 +107,33 @@ pub fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response
 }
 
 /// `GET {prefix}/callback?code=…&state=…` (in-app) or `?authCode=…&state=…` (browser).
-pub async fn callback(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
-    let mut resp = callback_inner(app, headers, query).await;
+pub async fn callback(
+    app: &Shared,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    client: IpAddr,
+) -> Response<Body> {
+    let mut resp = callback_inner(app, headers, query, client).await;
     response::set_cookie(&mut resp, &app.codec.clear_login_state_cookie());
     resp
 }
 
-async fn callback_inner(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+/// One `warn` line per refused login: why, who (when known) and from where — never a code,
+/// token or cookie.
+fn refused(client: IpAddr, userid: Option<&str>, reason: &str) {
+    tracing::warn!(%client, userid = userid.unwrap_or("-"), reason, "login refused");
+}
+
+async fn callback_inner(
+    app: &Shared,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    client: IpAddr,
+) -> Response<Body> {
     let retry_root = app.login_url("/", false);
     let Some(saved) = app.codec.login_state(headers) else {
         app.metrics.login("bad_state");
+        refused(client, None, "login state cookie missing or expired");
         return pages::error(
             StatusCode::BAD_REQUEST,
             "登录状态已失效或缺失，请重新登录。",
@@ -128,6 +145,7 @@ async fn callback_inner(app: &Shared, headers: &HeaderMap, query: Option<&str>) 
     let sent_state = query_param(query, "state").unwrap_or_default();
     if sent_state.is_empty() || sent_state != saved.state {
         app.metrics.login("bad_state");
+        refused(client, None, "state does not match the login state cookie");
         return pages::error(
             StatusCode::BAD_REQUEST,
             "登录请求校验失败（state 不匹配），请重新登录。",
@@ -137,6 +155,7 @@ async fn callback_inner(app: &Shared, headers: &HeaderMap, query: Option<&str>) 
     }
     if !app.consume_state(&saved.state, saved.expires_at) {
         app.metrics.login("bad_state");
+        refused(client, None, "state already used (replayed callback)");
         return pages::error(
             StatusCode::BAD_REQUEST,
             "该登录请求已使用过，请重新登录。",
@@ -146,7 +165,8 @@ async fn callback_inner(app: &Shared, headers: &HeaderMap, query: Option<&str>) 
     }
     if let Some(err) = query_param(query, "error") {
         app.metrics.login("denied");
-        tracing::info!(error = %err, "DingTalk login was not approved");
+        let reason = format!("not approved at DingTalk ({})", err.chars().take(64).collect::<String>());
+        refused(client, None, &reason);
         return pages::error(
             StatusCode::FORBIDDEN,
             "钉钉登录未完成（已取消或被拒绝）。",
@@ -162,6 +182,7 @@ async fn callback_inner(app: &Shared, headers: &HeaderMap, query: Option<&str>) 
     };
     let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 512) else {
         app.metrics.login("bad_request");
+        refused(client, None, "no authorization code");
         return pages::error(
             StatusCode::BAD_REQUEST,
             "缺少钉钉授权码，请重新登录。",
@@ -178,11 +199,13 @@ async fn callback_inner(app: &Shared, headers: &HeaderMap, query: Option<&str>) 
         Ok(user) => user,
         Err(e) => {
             app.metrics.login("dingtalk_error");
+            refused(client, None, &format!("DingTalk: {e}"));
             return dingtalk_error_page(&e, &retry);
         }
     };
     if user.active == Some(false) {
         app.metrics.login("inactive");
+        refused(client, Some(&user.userid), "account not active");
         return pages::error(
             StatusCode::FORBIDDEN,
             "您的钉钉账号尚未激活，无法登录。",
@@ -193,11 +216,11 @@ async fn callback_inner(app: &Shared, headers: &HeaderMap, query: Option<&str>) 
     let session = Session::new(&user, app.codec.ttl());
     if !app.access.allows(&session) {
         app.metrics.login("forbidden");
-        tracing::info!(userid = %session.userid, "login refused by [access]");
+        refused(client, Some(&session.userid), "not allowed by [access]");
         return pages::forbidden(&session.userid);
     }
     app.metrics.login("ok");
-    tracing::info!(userid = %session.userid, flow = %saved.flow, "login");
+    tracing::info!(%client, userid = %session.userid, flow = %saved.flow, "login");
     let mut resp = response::redirect(&saved.rd);
     response::set_cookie(&mut resp, &app.codec.session_cookie(&session));
     resp
@@ -205,7 +228,6 @@ async fn callback_inner(app: &Shared, headers: &HeaderMap, query: Option<&str>) 
 
 /// The page for a DingTalk error during login, with `Retry-After` when DingTalk throttles us.
 fn dingtalk_error_page(e: &DingTalkError, retry: &str) -> Response<Body> {
-    tracing::warn!(error = %e, "login failed at DingTalk");
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY);
     let en = e.to_string();
     let mut resp = pages::error(status, e.message_zh(), &en, Some(retry));
@@ -367,7 +389,10 @@ pub async fn handle(
         "/healthz" if get => response::text(StatusCode::OK, "ok"),
         "/verify" if get => verify(app, headers, peer).await,
         "/login" if get => login(app, headers, query),
-        "/callback" if get => callback(app, headers, query).await,
+        "/callback" if get => {
+            let client = app.trusted.client_ip(peer, headers);
+            callback(app, headers, query, client).await
+        }
         "/userinfo" if get => userinfo(app, headers).await,
         "/logout" if get || method == Method::POST => logout(app, query),
         "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
