@@ -165,7 +165,10 @@ async fn callback_inner(
     }
     if let Some(err) = query_param(query, "error") {
         app.metrics.login("denied");
-        let reason = format!("not approved at DingTalk ({})", err.chars().take(64).collect::<String>());
+        let reason = format!(
+            "not approved at DingTalk ({})",
+            err.chars().take(64).collect::<String>()
+        );
         refused(client, None, &reason);
         return pages::error(
             StatusCode::FORBIDDEN,

@@ -33,7 +33,10 @@ fn check_config_env_only() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("dingtalk.app_key = \"dingclikey\""), "{text}");
     assert!(text.contains("limits.max_header_bytes = 65536"), "{text}");
-    assert!(text.contains("trusted_proxies = [\"127.0.0.0/8\",\"::1/128\"]"), "{text}");
+    assert!(
+        text.contains("trusted_proxies = [\"127.0.0.0/8\",\"::1/128\"]"),
+        "{text}"
+    );
     assert!(text.contains("<redacted>"), "{text}");
     assert!(
         !text.contains(APP_SECRET) && !text.contains(SESSION_SECRET),
@@ -51,11 +54,31 @@ fn check_config_rejects_bad_values() {
         ("DAP_DINGTALK__USER_API", "v9", "dingtalk.user_api"),
         ("DAP_ACCESS__SKIP_AUTH", "([", "access.skip_auth"),
         ("DAP_HEADERS__USER_ID", "bad header", "headers.user_id"),
-        ("DAP_TRUSTED_PROXIES", "10.0.0.0/8,nonsense", "trusted_proxies"),
-        ("DAP_LIMITS__MAX_HEADER_BYTES", "100", "limits.max_header_bytes"),
-        ("DAP_LIMITS__HEADER_READ_TIMEOUT", "0s", "limits.header_read_timeout"),
-        ("DAP_LIMITS__MAX_CONNECTIONS", "-5", "limits.max_connections"),
-        ("DAP_LIMITS__MAX_BODY_BYTES", "lots", "limits.max_body_bytes"),
+        (
+            "DAP_TRUSTED_PROXIES",
+            "10.0.0.0/8,nonsense",
+            "trusted_proxies",
+        ),
+        (
+            "DAP_LIMITS__MAX_HEADER_BYTES",
+            "100",
+            "limits.max_header_bytes",
+        ),
+        (
+            "DAP_LIMITS__HEADER_READ_TIMEOUT",
+            "0s",
+            "limits.header_read_timeout",
+        ),
+        (
+            "DAP_LIMITS__MAX_CONNECTIONS",
+            "-5",
+            "limits.max_connections",
+        ),
+        (
+            "DAP_LIMITS__MAX_BODY_BYTES",
+            "lots",
+            "limits.max_body_bytes",
+        ),
         ("DAP_VERIFY__URI_HEADER", "bad header", "verify.uri_header"),
     ] {
         let (code, text) = output(base_env(Command::new(BIN).arg("check-config")).env(key, value));

@@ -56,7 +56,10 @@ fn forward_auth_matches_our_endpoint_and_headers() {
         .filter(|(_, v)| v.as_str() == Some(""))
         .map(|(k, _)| k.to_ascii_lowercase())
         .collect();
-    assert!(removed.contains(&"x-original-uri".to_string()), "{removed:?}");
+    assert!(
+        removed.contains(&"x-original-uri".to_string()),
+        "{removed:?}"
+    );
     for name in &ours {
         let parts: Vec<&str> = name.split('-').collect();
         // Every mix of `-` and `_` between the parts, except the all-`-` name itself.
@@ -68,7 +71,10 @@ fn forward_auth_matches_our_endpoint_and_headers() {
                 spelled.push_str(part);
             }
             let spelled = spelled.to_ascii_lowercase();
-            assert!(removed.contains(&spelled), "{spelled} not removed: {removed:?}");
+            assert!(
+                removed.contains(&spelled),
+                "{spelled} not removed: {removed:?}"
+            );
         }
     }
     let login = &http["middlewares"]["dingtalk-login"]["errors"];

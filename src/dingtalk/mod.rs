@@ -348,7 +348,7 @@ pub enum OapiFailure {
 /// typed failure. Never panics, whatever the bytes (fuzzed).
 pub fn parse_oapi(path: &str, status: u16, bytes: &[u8]) -> Result<Value, OapiFailure> {
     use OapiFailure as Failure;
-    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+    let Ok(v) = serde_json::from_slice::<Value>(bytes) else {
         // The 5-minute IP ban answers with an HTML page; 5xx is DingTalk trouble.
         tracing::warn!(
             path,
