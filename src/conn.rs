@@ -27,7 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::LimitsConfig;
 use crate::response::Body;
@@ -90,10 +90,11 @@ pub async fn serve<H, F>(
                 let handle = handle.clone();
                 let stop = stop_rx.clone();
                 let done = done_tx.clone();
+                // The socket holds the permit and the drain guard: an upgraded (WebSocket)
+                // connection keeps counting until its socket closes.
+                let held = Held { _permit: permit, _done: done };
                 tokio::spawn(async move {
-                    drive(&builder, stream, peer, handle, timeouts, stop).await;
-                    drop(permit);
-                    drop(done);
+                    drive(&builder, stream, held, peer, handle, timeouts, stop).await;
                 });
             }
             () = &mut shutdown => break,
@@ -134,6 +135,7 @@ struct Timeouts {
 async fn drive<H, F>(
     builder: &auto::Builder<TokioExecutor>,
     stream: TcpStream,
+    held: Held,
     peer: SocketAddr,
     handle: H,
     timeouts: Timeouts,
@@ -153,6 +155,7 @@ async fn drive<H, F>(
     let io = TokioIo::new(Counted {
         inner: stream,
         activity: activity.clone(),
+        _held: held,
     });
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
@@ -204,12 +207,20 @@ async fn turn_away(mut stream: TcpStream) {
     .await;
 }
 
+/// What a connection holds while its socket is open: its place under `max_connections` and
+/// the guard the drain waits for.
+struct Held {
+    _permit: Option<OwnedSemaphorePermit>,
+    _done: mpsc::Sender<Infallible>,
+}
+
 pin_project_lite::pin_project! {
     /// A stream that counts the reads and writes that moved bytes (the idle clock's input).
     struct Counted<T> {
         #[pin]
         inner: T,
         activity: Arc<AtomicU64>,
+        _held: Held,
     }
 }
 

@@ -448,3 +448,45 @@ async fn security_headers_on_our_answers() {
         }
     }
 }
+
+/// A WebSocket keeps its place under `max_connections` for as long as it is open (the upgraded
+/// socket holds it), and gives it back when it closes.
+#[tokio::test]
+async fn websocket_counts_against_the_cap() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let h = start_with(|c| c.limits.max_connections = 1).await;
+    let (session, _) = h.login_inapp("wangwu", "/").await;
+    // The login's own connections are closed by now, or soon: wait (bounded) for a free place.
+    let url = format!("ws://{}/ws", h.proxy.addr);
+    let started = Instant::now();
+    let mut ws = loop {
+        let mut req = url.as_str().into_client_request().unwrap();
+        req.headers_mut().insert("cookie", session.parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((ws, _)) => break ws,
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(5), "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let (status, text) = raw(h.proxy.addr, &get_request("/_auth/healthz", "")).await;
+    assert_eq!(status, 503, "the open WebSocket did not count: {text}");
+    ws.close(None).await.ok();
+    let _ = ws.flush().await;
+    drop(ws);
+    let started = Instant::now();
+    loop {
+        let (status, _) = raw(h.proxy.addr, &get_request("/_auth/healthz", "")).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "place not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
