@@ -11,13 +11,17 @@ mod routes;
 mod state;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use state::State;
 
@@ -85,10 +89,86 @@ pub enum Failure {
     },
     /// A bare HTTP status with an HTML body.
     Status(u16),
-    /// Answer normally, but only after this delay.
+    /// Accept the request, send nothing for this long, then answer normally. A delay longer
+    /// than the client's timeout is a hang: `Slow(Duration::from_secs(30))`.
     Slow(Duration),
     /// 200 with a body that is not JSON.
     Garbage,
+    /// 200 with `Content-Type: text/html` and an HTML page, as a captive portal or a
+    /// misconfigured front server answers instead of DingTalk.
+    Html,
+    /// The real answer with its full `Content-Length`, but only the first half of the body is
+    /// sent; then the connection is closed (FIN). The client sees a body error.
+    Truncated,
+    /// The real answer's head and the first half of its body, then a TCP RST (`SO_LINGER` 0):
+    /// the connection is reset mid-answer.
+    Reset,
+}
+
+/// Shared between a connection and the requests on it: set by a [`Failure::Reset`] answer,
+/// so closing the connection sends a TCP RST instead of a FIN.
+#[derive(Clone, Default)]
+pub(crate) struct ResetOnClose(Arc<AtomicBool>);
+
+impl ResetOnClose {
+    /// Makes the connection end with a RST.
+    pub(crate) fn arm(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// An accepted connection that sends a RST when dropped if its [`ResetOnClose`] was armed.
+struct Conn {
+    stream: TcpStream,
+    reset: ResetOnClose,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.reset.0.load(Ordering::SeqCst) {
+            let _ = self.stream.set_zero_linger();
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Builder for a fake DingTalk.
@@ -194,15 +274,21 @@ impl FakeDingTalk {
                     continue;
                 };
                 let state = serving.clone();
+                let reset = ResetOnClose::default();
+                let conn = Conn {
+                    stream,
+                    reset: reset.clone(),
+                };
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |mut req: http::Request<_>| {
                         let state = state.clone();
+                        req.extensions_mut().insert(reset.clone());
                         async move {
                             Ok::<_, std::convert::Infallible>(routes::handle(&state, req).await)
                         }
                     });
                     let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new(conn), service)
                         .await;
                 });
             }
@@ -262,6 +348,11 @@ impl FakeHandle {
     /// The next `times` requests on `path` (all of them with `None`) fail like `failure`.
     pub fn fail(&self, path: &str, failure: Failure, times: Option<usize>) {
         self.state.fail(path, failure, times);
+    }
+    /// Whether a failure is still waiting on `path` (false once a counted one is used up):
+    /// lets a test know its one-shot failure has been applied.
+    pub fn failure_armed(&self, path: &str) -> bool {
+        self.state.failure_armed(path)
     }
     /// Removes every injected failure.
     pub fn clear_failures(&self) {

@@ -2,18 +2,20 @@
 //! (HTTP status + `{"code","message","requestid"}`), the OAuth login page and the JSAPI script.
 
 use std::collections::HashMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, LOCATION};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use serde_json::{json, Map, Value};
 
 use super::pages;
 use super::state::{random, Owner, State, TokenProblem};
-use super::{Failure, FakeUser};
-use crate::response::{self, Body};
+use super::{Failure, FakeUser, ResetOnClose};
+use crate::response::{self, Body, BoxError};
 
 /// Request parameters from the query string, a JSON body or a form body, merged.
 pub struct Params(HashMap<String, Value>);
@@ -46,6 +48,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         .unwrap_or_default()
         .to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
+    let reset = req.extensions().get::<ResetOnClose>().cloned();
     let (in_query, in_body) = match read_params(req).await {
         Some(p) => p,
         None => return oapi(json!({"errcode": 400002, "errmsg": "无效的参数"})),
@@ -56,14 +59,18 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     }
     let params = Params(all);
 
+    // Truncated and Reset break the real answer; the others replace it.
+    let mut cut = None;
     if let Some(failure) = state.take_failure(&path) {
         match failure {
             Failure::Slow(d) => tokio::time::sleep(d).await,
+            Failure::Truncated => cut = Some(Cut::Close),
+            Failure::Reset => cut = Some(Cut::Reset),
             other => return injected(&path, other),
         }
     }
 
-    match (&method, path.as_str()) {
+    let resp = match (&method, path.as_str()) {
         (&Method::GET, "/gettoken") => gettoken(state, &in_query),
         (&Method::POST, "/v1.0/oauth2/accessToken") => new_access_token(state, &params),
         (&Method::POST, "/v1.0/oauth2/userAccessToken") => user_access_token(state, &params),
@@ -93,6 +100,78 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         _ => {
             let _ = query;
             response::text(StatusCode::NOT_FOUND, "not found\n")
+        }
+    };
+    match cut {
+        None => resp,
+        Some(cut) => {
+            if cut == Cut::Reset {
+                if let Some(reset) = &reset {
+                    reset.arm();
+                }
+            }
+            cut_short(resp, cut).await
+        }
+    }
+}
+
+/// How a broken answer ends after half its body.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The body just stops: hyper sees it end before its `Content-Length` and closes.
+    Close,
+    /// The body fails: hyper aborts the connection, which is armed to send a RST.
+    Reset,
+}
+
+/// `resp` with its full `Content-Length` but only the first half of its body, then `cut`.
+async fn cut_short(resp: Response<Body>, cut: Cut) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    let half = bytes.slice(..bytes.len().div_ceil(2));
+    let body = HalfBody {
+        head: Some(half),
+        flushed: false,
+        cut,
+    };
+    Response::from_parts(parts, BodyExt::boxed(body))
+}
+
+/// Sends `head`, lets hyper flush it to the socket (one `Pending`), then ends or fails.
+struct HalfBody {
+    head: Option<Bytes>,
+    flushed: bool,
+    cut: Cut,
+}
+
+impl hyper::body::Body for HalfBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(head) = self.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        if !self.flushed {
+            // hyper polls the body again before flushing; pausing once gets the head and
+            // the half body onto the wire before the connection is broken.
+            self.flushed = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match self.cut {
+            Cut::Close => Poll::Ready(None),
+            Cut::Reset => Poll::Ready(Some(Err("fake DingTalk: connection reset".into()))),
         }
     }
 }
@@ -201,9 +280,27 @@ fn injected(path: &str, failure: Failure) -> Response<Body> {
             r
         }
         Failure::Garbage => response::text(StatusCode::OK, "<html>this is not json {\"errcode\":0"),
-        Failure::Slow(_) => response::status(StatusCode::INTERNAL_SERVER_ERROR),
+        Failure::Html => {
+            let mut r = response::text(StatusCode::OK, CAPTIVE_PORTAL);
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        // Handled in `handle`: they delay or break the real answer.
+        Failure::Slow(_) | Failure::Truncated | Failure::Reset => {
+            response::status(StatusCode::INTERNAL_SERVER_ERROR)
+        }
     }
 }
+
+/// What a captive portal (hotel Wi-Fi, a corporate web gateway) answers for any URL.
+const CAPTIVE_PORTAL: &str = "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+<title>上网认证 · Network login</title></head><body><h1>请先登录网络</h1>\
+<p>Please sign in to the network before browsing.</p>\
+<form method=\"post\" action=\"/portal/login\"><input name=\"user\"><input name=\"password\" type=\"password\">\
+<button>登录 / Sign in</button></form></body></html>\n";
 
 fn gettoken(state: &State, query: &Params) -> Response<Body> {
     // appkey/appsecret must be in the query string; a form body gets 40035.

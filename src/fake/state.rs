@@ -211,6 +211,12 @@ impl State {
         lock(&self.failures).insert(path.to_string(), (failure, times));
     }
 
+    pub fn failure_armed(&self, path: &str) -> bool {
+        lock(&self.failures)
+            .get(path)
+            .is_some_and(|(_, times)| *times != Some(0))
+    }
+
     pub fn clear_failures(&self) {
         lock(&self.failures).clear();
     }
