@@ -63,6 +63,7 @@ fn run(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        raise_file_limit();
         for key in config.inactive_keys() {
             tracing::warn!("{key}");
         }
@@ -86,6 +87,16 @@ fn run(config: Config) -> ExitCode {
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// Raises the soft limit on open files to the hard one, as nginx (`worker_rlimit_nofile`) and
+/// Go programs do: every connection is a file, and a soft limit of 1024 (systemd's default)
+/// lets one slow client hold them all.
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 /// Ctrl-C, or SIGTERM (Kubernetes sends this to start a graceful shutdown).

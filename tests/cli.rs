@@ -180,3 +180,65 @@ fn run_serves_and_stops_on_sigterm() {
         "{log}"
     );
 }
+
+/// Started with a soft open-file limit of 256 (systemd's default is 1024), the binary raises it
+/// to the hard limit: 300 half-open connections do not stop `/_auth/healthz` from answering.
+#[test]
+fn half_open_connections_do_not_exhaust_files() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child =
+        base_env(Command::new("bash").args(["-c", &format!("ulimit -Sn 256 && exec {BIN} run")]))
+            .env("DAP_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Ready when it says it is listening (bounded).
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(15)) {
+        let done = line.contains("listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("open-file limit")),
+        "{lines:?}"
+    );
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+        held.push(s);
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.write_all(b"GET /_auth/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.starts_with("HTTP/1.1 200"), "healthz: {body:?}");
+    drop(held);
+}

@@ -117,6 +117,9 @@ impl DingTalkError {
     pub(crate) fn from_reqwest(e: reqwest::Error) -> DingTalkError {
         if e.is_timeout() {
             DingTalkError::Timeout
+        } else if e.is_body() || e.is_decode() {
+            // DingTalk was reached; its answer broke off (truncated, connection reset).
+            DingTalkError::BadResponse("the answer broke off before it was complete".into())
         } else {
             DingTalkError::Network(e.without_url().to_string())
         }
