@@ -72,13 +72,24 @@ pub fn login_rd(query: Option<&str>) -> String {
     }
 }
 
-/// `GET {prefix}/login?rd=…[&flow=qr]`.
-pub fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+/// `GET {prefix}/login?rd=…[&flow=qr]`. A browser that already has a valid session goes
+/// straight to `rd`, unless `flow` or `prompt` asks for a new login (switching accounts).
+pub async fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
     let rd = login_rd(query);
-    let force_qr = query_param(query, "flow").as_deref() == Some("qr");
+    let flow = query_param(query, "flow");
+    let force_qr = flow.as_deref() == Some("qr");
     let kind = client_kind(headers);
     if kind == ClientKind::LinkPreview {
         return pages::link_preview();
+    }
+    if flow.is_none() && query_param(query, "prompt").is_none() {
+        if let (Some(_), set_cookie) = app.current_session(headers).await {
+            let mut resp = response::redirect(&rd);
+            if let Some(c) = set_cookie {
+                response::set_cookie(&mut resp, &c);
+            }
+            return resp;
+        }
     }
     let in_app = kind == ClientKind::DingTalk && !force_qr;
     let state = LoginState {
@@ -102,6 +113,11 @@ pub fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response
     } else {
         response::redirect(&app.oauth_url(&state.state))
     };
+    // Every login keeps its own state cookie (tabs restored together each start one); the
+    // oldest go once a browser has too many outstanding.
+    for removal in app.codec.prune_pending_logins(headers) {
+        response::set_cookie(&mut resp, &removal);
+    }
     response::set_cookie(&mut resp, &app.codec.login_state_cookie(&state));
     resp
 }
@@ -113,8 +129,11 @@ pub async fn callback(
     query: Option<&str>,
     client: IpAddr,
 ) -> Response<Body> {
-    let mut resp = callback_inner(app, headers, query, client).await;
-    response::set_cookie(&mut resp, &app.codec.clear_login_state_cookie());
+    let state = query_param(query, "state").unwrap_or_default();
+    let mut resp = callback_inner(app, headers, query, &state, client).await;
+    if let Some(clear) = app.codec.clear_login_state_cookie(&state) {
+        response::set_cookie(&mut resp, &clear);
+    }
     resp
 }
 
@@ -128,41 +147,47 @@ async fn callback_inner(
     app: &Shared,
     headers: &HeaderMap,
     query: Option<&str>,
+    sent_state: &str,
     client: IpAddr,
 ) -> Response<Body> {
-    let retry_root = app.login_url("/", false);
-    let Some(saved) = app.codec.login_state(headers) else {
-        app.metrics.login("bad_state");
-        refused(client, None, "login state cookie missing or expired");
-        return pages::error(
-            StatusCode::BAD_REQUEST,
+    let saved = app.codec.login_state(headers, sent_state);
+    // Where the user was going: from the state cookie (even an expired one), else `/`.
+    let rd = saved.as_ref().map_or("/", |s| s.rd.as_str()).to_string();
+    let retry = app.login_url(&rd, false);
+    let checked = match saved {
+        None => Err((
+            "state missing, or no login state cookie for it",
             "登录状态已失效或缺失，请重新登录。",
             "The login state is missing or expired (cookies blocked, or the login took too long). Please log in again.",
-            Some(&retry_root),
-        );
-    };
-    let retry = app.login_url(&saved.rd, false);
-    let sent_state = query_param(query, "state").unwrap_or_default();
-    if sent_state.is_empty() || sent_state != saved.state {
-        app.metrics.login("bad_state");
-        refused(client, None, "state does not match the login state cookie");
-        return pages::error(
-            StatusCode::BAD_REQUEST,
-            "登录请求校验失败（state 不匹配），请重新登录。",
-            "The login request could not be verified (state mismatch). Please log in again.",
-            Some(&retry),
-        );
-    }
-    if !app.consume_state(&saved.state, saved.expires_at) {
-        app.metrics.login("bad_state");
-        refused(client, None, "state already used (replayed callback)");
-        return pages::error(
-            StatusCode::BAD_REQUEST,
+        )),
+        Some(s) if s.is_expired() => Err((
+            "login state expired",
+            "登录等待时间过长，已失效，请重新登录。",
+            "The login took too long and has expired. Please log in again.",
+        )),
+        Some(s) if !app.consume_state(&s.state, s.expires_at) => Err((
+            "state already used (replayed callback)",
             "该登录请求已使用过，请重新登录。",
             "This login request was already used. Please log in again.",
-            Some(&retry),
-        );
-    }
+        )),
+        Some(s) => Ok(s),
+    };
+    let saved = match checked {
+        Ok(saved) => saved,
+        Err((reason, zh, en)) => {
+            // Another tab of this browser may have logged in meanwhile: then this one simply goes on.
+            if let (Some(_), set_cookie) = app.current_session(headers).await {
+                let mut resp = response::redirect(&rd);
+                if let Some(c) = set_cookie {
+                    response::set_cookie(&mut resp, &c);
+                }
+                return resp;
+            }
+            app.metrics.login("bad_state");
+            refused(client, None, reason);
+            return pages::error(StatusCode::BAD_REQUEST, zh, en, Some(&retry));
+        }
+    };
     if let Some(err) = query_param(query, "error") {
         app.metrics.login("denied");
         let reason = format!(
@@ -209,12 +234,7 @@ async fn callback_inner(
     if user.active == Some(false) {
         app.metrics.login("inactive");
         refused(client, Some(&user.userid), "account not active");
-        return pages::error(
-            StatusCode::FORBIDDEN,
-            "您的钉钉账号尚未激活，无法登录。",
-            "Your DingTalk account is not active.",
-            None,
-        );
+        return pages::inactive(&user.userid, &app.switch_account_url(&saved.rd));
     }
     let session = Session::new(&user, app.codec.ttl());
     if !app.access.allows(&session) {
@@ -368,13 +388,15 @@ fn userinfo_answer(app: &Shared, session: Option<Session>) -> Response<Body> {
 }
 
 /// `GET|POST {prefix}/logout?rd=`: clears the session, then 302 to `rd` or the signed-out page.
-pub fn logout(app: &Shared, query: Option<&str>) -> Response<Body> {
+pub fn logout(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
     let mut resp = match query_param(query, "rd") {
         Some(rd) => response::redirect(&safe_rd(Some(&rd))),
         None => pages::signed_out(&app.login_url("/", false)),
     };
     response::set_cookie(&mut resp, &app.codec.clear_session_cookie());
-    response::set_cookie(&mut resp, &app.codec.clear_login_state_cookie());
+    for clear in app.codec.clear_all_login_states(headers) {
+        response::set_cookie(&mut resp, &clear);
+    }
     resp
 }
 
@@ -391,13 +413,13 @@ pub async fn handle(
     match rest {
         "/healthz" if get => response::text(StatusCode::OK, "ok"),
         "/verify" if get => verify(app, headers, peer).await,
-        "/login" if get => login(app, headers, query),
+        "/login" if get => login(app, headers, query).await,
         "/callback" if get => {
             let client = app.trusted.client_ip(peer, headers);
             callback(app, headers, query, client).await
         }
         "/userinfo" if get => userinfo(app, headers).await,
-        "/logout" if get || method == Method::POST => logout(app, query),
+        "/logout" if get || method == Method::POST => logout(app, headers, query),
         "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
             let mut r = response::status(StatusCode::METHOD_NOT_ALLOWED);
             r.headers_mut()

@@ -177,3 +177,41 @@ pub fn forbidden(userid: &str) -> Response<Body> {
         CSP_STATIC,
     )
 }
+
+/// "Your DingTalk account is not active" (403), with what to do and a way to switch account.
+pub fn inactive(userid: &str, switch_account: &str) -> Response<Body> {
+    let body = format!(
+        "<h1 class=\"err\">您的钉钉账号尚未激活</h1>\
+<p>请联系贵公司的钉钉管理员激活账号（钉钉管理后台 → 通讯录），激活后重新登录。</p>\
+<p class=\"en\">Your DingTalk account is not active yet. Ask your company's DingTalk administrator \
+to activate it (DingTalk admin console → Contacts), then sign in again.</p>\
+<p class=\"detail\">userid: {}</p>\
+<a class=\"btn\" href=\"{}\">切换账号 / Use another account</a>",
+        text(userid),
+        attr(switch_account)
+    );
+    response::html(
+        StatusCode::FORBIDDEN,
+        layout("账号未激活 · Account not active", &body, ""),
+        CSP_STATIC,
+    )
+}
+
+/// The app behind the proxy failed (502/504/…): what happened, that it is the app and not the
+/// login, and a button that retries the same page.
+pub fn app_error(status: StatusCode, zh: &str, en: &str, retry: &str) -> Response<Body> {
+    let body = format!(
+        "<h1 class=\"err\">{zh}</h1><p class=\"en\">{en}</p>\
+<p class=\"detail\">HTTP {code} · 登录正常，问题出在应用本身 / signed in; the application failed</p>\
+<a class=\"btn\" href=\"{retry}\">重试 / Retry</a>",
+        zh = text(zh),
+        en = text(en),
+        code = status.as_u16(),
+        retry = attr(retry),
+    );
+    response::html(
+        status,
+        layout("应用暂时不可用 · Application unavailable", &body, ""),
+        CSP_STATIC,
+    )
+}

@@ -67,6 +67,18 @@ pub struct Forward<'a> {
     pub identity: Option<&'a (dyn Fn(&mut HeaderMap) + Sync)>,
 }
 
+impl ProxyError {
+    /// The status the client gets for this failure.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Unreachable(_) | ProxyError::UnexpectedUpgrade => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
 impl Upstream {
     /// A client for `upstream` (an `http://` URL, checked by config).
     pub fn new(
@@ -99,27 +111,24 @@ impl Upstream {
         })
     }
 
-    /// Forwards `req` and returns the upstream's answer (502/504 on failure).
-    pub async fn forward(&self, req: Request<Incoming>, fwd: Forward<'_>) -> Response<Body> {
-        match self.try_forward(req, fwd).await {
-            Ok(resp) => resp,
+    /// Forwards `req` and returns the upstream's answer, or why there is none (logged here;
+    /// the caller shapes the answer for a browser or an API client).
+    pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        fwd: Forward<'_>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let result = self.try_forward(req, fwd).await;
+        match &result {
+            Ok(_) => {}
             Err(ProxyError::Timeout(d)) => {
-                tracing::warn!(timeout = ?d, "upstream timed out");
-                response::text(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+                tracing::warn!(timeout = %humantime::format_duration(*d), "upstream timed out")
             }
-            Err(ProxyError::BodyTooLarge(max)) => {
-                tracing::info!(max, "request body too large");
-                response::text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
-            }
-            Err(ProxyError::BadRequest(e)) => {
-                tracing::info!(error = %e, "request not forwardable");
-                response::text(StatusCode::BAD_REQUEST, "bad request\n")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "upstream request failed");
-                response::text(StatusCode::BAD_GATEWAY, "upstream unavailable\n")
-            }
+            Err(ProxyError::BodyTooLarge(max)) => tracing::info!(max, "request body too large"),
+            Err(ProxyError::BadRequest(e)) => tracing::info!(error = %e, "request not forwardable"),
+            Err(e) => tracing::warn!(error = %e, "upstream request failed"),
         }
+        result
     }
 
     async fn try_forward(
@@ -317,7 +326,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// hide our cookie nor make us forward it.
 pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     let ours = |k: &[u8]| {
-        k == name.as_bytes() || k.strip_prefix(name.as_bytes()) == Some(b"_state".as_slice())
+        k == name.as_bytes()
+            || k.strip_prefix(name.as_bytes())
+                .is_some_and(|rest| rest == b"_state" || rest.starts_with(b"_state_"))
     };
     let any_ours = headers
         .get_all(COOKIE)
@@ -427,7 +438,10 @@ mod tests {
     fn cookie_filter() {
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("a=1; dap_session=xyz"));
-        h.append(COOKIE, HeaderValue::from_static("dap_session_state=s; b=2"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("dap_session_state=s; b=2; dap_session_state_AbC=t"),
+        );
         strip_cookie(&mut h, "dap_session");
         assert_eq!(h[COOKIE], "a=1; b=2");
         let mut h = HeaderMap::new();

@@ -156,7 +156,14 @@ impl App {
                 forwarded_for,
                 identity: None,
             };
-            return upstream.forward(req, fwd).await;
+            let (navigation, uri) = (
+                is_navigation(req.method(), req.headers()),
+                req.uri().clone(),
+            );
+            return match upstream.forward(req, fwd).await {
+                Ok(resp) => resp,
+                Err(e) => app.upstream_failed(&e, navigation, &uri),
+            };
         }
         let (session, set_cookie) = app.current_session(req.headers()).await;
         let Some(session) = session else {
@@ -176,7 +183,14 @@ impl App {
             forwarded_for,
             identity: Some(&set),
         };
-        let mut resp = upstream.forward(req, fwd).await;
+        let (navigation, uri) = (
+            is_navigation(req.method(), req.headers()),
+            req.uri().clone(),
+        );
+        let mut resp = match upstream.forward(req, fwd).await {
+            Ok(resp) => resp,
+            Err(e) => app.upstream_failed(&e, navigation, &uri),
+        };
         if let Some(c) = set_cookie {
             response::set_cookie(&mut resp, &c);
         }
@@ -185,6 +199,41 @@ impl App {
 }
 
 impl Shared {
+    /// What the client sees when the app behind us failed: a page for a browser (what
+    /// happened, that it is the app and not the login, a retry button), JSON for anyone else.
+    fn upstream_failed(&self, e: &ProxyError, navigation: bool, uri: &http::Uri) -> Response<Body> {
+        self.metrics.request("upstream_error");
+        let status = e.status();
+        let (code, zh, en) = match e {
+            ProxyError::Timeout(_) => (
+                "upstream_timeout",
+                "应用没有及时响应。",
+                "The application did not answer in time. Your sign-in is fine; the app behind it is slow or busy.",
+            ),
+            ProxyError::BodyTooLarge(_) => (
+                "payload_too_large",
+                "上传的内容过大。",
+                "The request body is larger than this site accepts.",
+            ),
+            ProxyError::BadRequest(_) => (
+                "bad_request",
+                "请求无法转发给应用。",
+                "The request could not be passed on to the application.",
+            ),
+            ProxyError::Unreachable(_) | ProxyError::UnexpectedUpgrade => (
+                "upstream_unavailable",
+                "应用暂时无法访问（可能正在重启）。",
+                "The application is not reachable right now (it may be restarting). Your sign-in is fine; please retry in a moment.",
+            ),
+        };
+        if navigation {
+            let retry = crate::redirect::safe_rd(uri.path_and_query().map(|p| p.as_str()));
+            pages::app_error(status, zh, en, &retry)
+        } else {
+            response::json(status, &json!({"error": code, "message": en}))
+        }
+    }
+
     /// The request's valid session after revalidation, and a `Set-Cookie` to send with the
     /// answer when revalidation changed it (updated details, or a deletion when revoked).
     pub async fn current_session(&self, headers: &HeaderMap) -> (Option<Session>, Option<String>) {
@@ -245,6 +294,12 @@ impl Shared {
             q.append_pair("flow", "qr");
         }
         format!("{}/login?{}", self.config.auth_prefix, q.finish())
+    }
+
+    /// A login that lets the user pick another DingTalk account: the QR flow, asking DingTalk
+    /// for consent again.
+    pub fn switch_account_url(&self, rd: &str) -> String {
+        format!("{}&prompt=login", self.login_url(rd, true))
     }
 
     /// DingTalk's OAuth page URL for a browser login with this `state`.

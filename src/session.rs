@@ -89,6 +89,13 @@ impl Session {
     }
 }
 
+impl LoginState {
+    /// True once the login took longer than [`LOGIN_STATE_TTL`].
+    pub fn is_expired(&self) -> bool {
+        now_secs() >= self.expires_at
+    }
+}
+
 /// What the login-state cookie remembers between `/login` and `/callback`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoginState {
@@ -108,6 +115,13 @@ pub struct LoginState {
 
 /// How long a login may take between `/login` and `/callback`.
 pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
+
+/// Most logins one browser may have outstanding at once (tabs restored together each start
+/// one); past it the oldest state cookies are deleted.
+pub const MAX_PENDING_LOGINS: usize = 7;
+
+/// How many characters of the `state` name its cookie (`{cookie_name}_state_{tag}`).
+const STATE_TAG_LEN: usize = 12;
 
 /// Seals and opens the proxy's cookies. Built once at start-up; cheap to use per request.
 pub struct CookieCodec {
@@ -144,11 +158,56 @@ impl CookieCodec {
             .find(|s| !s.is_expired())
     }
 
-    /// The login state in the request's cookies, if valid and unexpired.
-    pub fn login_state(&self, headers: &HeaderMap) -> Option<LoginState> {
-        find_cookies(headers, &self.state_name)
-            .filter_map(|sealed| self.open::<LoginState>(&self.state_name, sealed))
-            .find(|s| now_secs() < s.expires_at)
+    /// The login started with `state`, from its own state cookie, if the cookie is authentic
+    /// and carries exactly this state. Expired ones are returned too (their `rd` still tells
+    /// where the user was going); the caller checks [`LoginState::is_expired`].
+    pub fn login_state(&self, headers: &HeaderMap, state: &str) -> Option<LoginState> {
+        let name = self.state_cookie_name(state)?;
+        let found = find_cookies(headers, &name)
+            .filter_map(|sealed| self.open::<LoginState>(&name, sealed))
+            .find(|s| s.state == state);
+        found
+    }
+
+    /// Every login state cookie the request carries: its name and, when authentic and
+    /// unexpired, its content.
+    pub fn pending_logins(&self, headers: &HeaderMap) -> Vec<(String, Option<LoginState>)> {
+        let prefix = format!("{}_", self.state_name);
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .flat_map(|v| cookie_pairs(v.as_bytes()))
+            .filter_map(|(k, v)| {
+                let name = std::str::from_utf8(k).ok()?;
+                name.starts_with(&prefix).then_some((name, v))
+            })
+            .map(|(name, v)| {
+                let state = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| self.open::<LoginState>(name, v))
+                    .filter(|s| !s.is_expired());
+                (name.to_string(), state)
+            })
+            .collect()
+    }
+
+    /// The `Set-Cookie` values that keep a browser's outstanding logins within
+    /// [`MAX_PENDING_LOGINS`] once one more starts: broken and expired ones go, then the oldest.
+    pub fn prune_pending_logins(&self, headers: &HeaderMap) -> Vec<String> {
+        let mut pending = self.pending_logins(headers);
+        let mut removals: Vec<String> = Vec::new();
+        pending.retain(|(name, state)| {
+            if state.is_none() {
+                removals.push(self.removal(name, &self.state_path));
+            }
+            state.is_some()
+        });
+        pending.sort_by_key(|(_, s)| s.as_ref().map_or(0, |s| s.expires_at));
+        let excess = (pending.len() + 1).saturating_sub(MAX_PENDING_LOGINS);
+        for (name, _) in pending.iter().take(excess) {
+            removals.push(self.removal(name, &self.state_path));
+        }
+        removals
     }
 
     /// `Set-Cookie` value carrying `session`.
@@ -162,19 +221,36 @@ impl CookieCodec {
         self.removal(&self.name, "/")
     }
 
-    /// `Set-Cookie` value carrying `state`.
+    /// `Set-Cookie` value carrying `state`, in a cookie of its own: logins started in several
+    /// tabs at once do not overwrite each other.
     pub fn login_state_cookie(&self, state: &LoginState) -> String {
-        self.seal(
-            &self.state_name,
-            state,
-            &self.state_path,
-            LOGIN_STATE_TTL.as_secs(),
-        )
+        let name = self
+            .state_cookie_name(&state.state)
+            .unwrap_or_else(|| self.state_name.clone());
+        self.seal(&name, state, &self.state_path, LOGIN_STATE_TTL.as_secs())
     }
 
-    /// `Set-Cookie` value that deletes the login-state cookie.
-    pub fn clear_login_state_cookie(&self) -> String {
-        self.removal(&self.state_name, &self.state_path)
+    /// `Set-Cookie` value that deletes the state cookie of the login started with `state`.
+    pub fn clear_login_state_cookie(&self, state: &str) -> Option<String> {
+        let name = self.state_cookie_name(state)?;
+        Some(self.removal(&name, &self.state_path))
+    }
+
+    /// `Set-Cookie` values deleting every login state cookie the request carries.
+    pub fn clear_all_login_states(&self, headers: &HeaderMap) -> Vec<String> {
+        self.pending_logins(headers)
+            .into_iter()
+            .map(|(name, _)| self.removal(&name, &self.state_path))
+            .collect()
+    }
+
+    /// `{cookie_name}_state_{first characters of state}`; `None` for a state we cannot have
+    /// issued (too short, or characters outside base64url).
+    fn state_cookie_name(&self, state: &str) -> Option<String> {
+        let tag = state.get(..STATE_TAG_LEN)?;
+        tag.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .then(|| format!("{}_{}", self.state_name, tag))
     }
 
     /// The configured session lifetime.
@@ -375,13 +451,14 @@ mod tests {
     fn cookie_names_are_bound() {
         let c = codec(SECRET);
         let st = LoginState {
-            state: "x".into(),
+            state: "abcdefghijklmnop".into(),
             rd: "/".into(),
             flow: "oauth".into(),
             expires_at: now_secs() + 60,
         };
         let set = c.login_state_cookie(&st);
-        assert_eq!(c.login_state(&headers(&set)), Some(st));
+        assert_eq!(c.login_state(&headers(&set), "abcdefghijklmnop"), Some(st));
+        assert_eq!(c.login_state(&headers(&set), "abcdefghijklmnoX"), None);
         let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
         assert_eq!(c.session(&headers(&format!("dap_session={value}"))), None);
     }

@@ -41,13 +41,15 @@ impl Browser {
         let chromium = require_binary("chromium", &["/usr/bin/chromium"]);
         let driver_bin = require_binary("chromedriver", &["/usr/bin/chromedriver"]);
         let port = free_port();
-        let driver = Command::new(driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let driver = ChildGuard(driver);
+        // Chromium, started by chromedriver, lands in chromedriver's process group: the guard
+        // stops both (Chromium's crash handler makes a session of its own, and exits with it).
+        let driver = spawn_guarded(
+            Command::new(driver_bin)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("chromedriver starts");
         assert!(
             wait_for_port(port, Duration::from_secs(15)).await,
             "chromedriver did not listen"

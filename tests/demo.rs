@@ -41,7 +41,7 @@ async fn demo_inapp_login_by_plain_http() {
         .send()
         .await
         .unwrap();
-    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
+    let state_cookie = common::state_cookie(r.headers()).unwrap();
     let state = state_from_page(&r.text().await.unwrap());
     let code = http
         .get(format!("{}/_fake/mint?userid=zhangsan", demo.fake))
@@ -90,7 +90,7 @@ async fn demo_browser_login_by_plain_http() {
         .await
         .unwrap();
     assert_eq!(r.status(), 302);
-    let state_cookie = set_cookie(r.headers(), "dap_session_state").unwrap();
+    let state_cookie = common::state_cookie(r.headers()).unwrap();
     let oauth = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     assert!(oauth
         .as_str()

@@ -26,7 +26,7 @@ async fn inapp_login_end_to_end() {
         .unwrap()
         .starts_with("text/html"));
     assert_eq!(resp.headers()["cache-control"], "no-store");
-    let state_cookie = set_cookie(resp.headers(), "dap_session_state").expect("state cookie");
+    let state_cookie = state_cookie(resp.headers()).expect("state cookie");
     let html = resp.text().await.unwrap();
     assert!(html.contains("requestAuthCode") && html.contains(&h.fake.corp_id()));
     assert!(html.contains(&h.fake.jsapi_url()));
@@ -299,7 +299,7 @@ async fn open_redirects_land_on_root() {
             &[("user-agent", DINGTALK_UA)],
         )
         .await;
-    let cookie = set_cookie(resp.headers(), "dap_session_state").unwrap();
+    let cookie = state_cookie(resp.headers()).unwrap();
     let state = state_from_page(&resp.text().await.unwrap());
     let code = h.fake.mint_code("wangwu").unwrap();
     let resp = h.callback(&cookie, &code, &state).await;
@@ -454,7 +454,7 @@ async fn link_preview_crawler() {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    assert!(set_cookie(resp.headers(), "dap_session_state").is_none());
+    assert!(state_cookie(resp.headers()).is_none());
     let html = resp.text().await.unwrap();
     assert!(!html.contains("requestAuthCode") && !html.contains("<script"));
 }

@@ -19,7 +19,7 @@ async fn begin(h: &Harness, rd: &str) -> (String, url::Url) {
         )
         .await;
     assert_eq!(resp.status(), 302);
-    let cookie = set_cookie(resp.headers(), "dap_session_state").expect("state cookie");
+    let cookie = state_cookie(resp.headers()).expect("state cookie");
     let to = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
     (cookie, to)
 }

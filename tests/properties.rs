@@ -165,14 +165,19 @@ proptest! {
         let mut config = Config::default();
         config.session.secret = Secret::new("property-test-secret-0123456789abcdef");
         let codec = CookieCodec::new(&config);
-        let mut value = if named { b"dap_session=".to_vec() } else { Vec::new() };
+        let mut value = if named {
+            b"dap_session=".to_vec()
+        } else {
+            b"dap_session_state_AAAAAAAAAAAA=".to_vec()
+        };
         value.extend(bytes.iter().copied().filter(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f)));
         let mut h = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_bytes(&value) {
             h.insert(http::header::COOKIE, v);
         }
         prop_assert!(codec.session(&h).is_none());
-        prop_assert!(codec.login_state(&h).is_none());
+        prop_assert!(codec.login_state(&h, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").is_none());
+        prop_assert!(codec.pending_logins(&h).iter().all(|(_, s)| s.is_none()));
         let mut stripped = h.clone();
         dingtalk_auth_proxy::proxy::strip_cookie(&mut stripped, "dap_session");
     }

@@ -287,7 +287,8 @@ impl DingTalk {
         }
         let code = str_field(&v, "code").unwrap_or_default();
         let message = str_field(&v, "message").unwrap_or_default();
-        tracing::warn!(path, status, %code, requestid = ?str_field(&v, "requestid"), "DingTalk error");
+        let requestid = str_field(&v, "requestid").unwrap_or_default();
+        tracing::warn!(path, status, %code, %requestid, "DingTalk error");
         Err(from_new_api(status, &code, &message))
     }
 }
@@ -391,7 +392,9 @@ pub fn parse_oapi(path: &str, status: u16, bytes: &[u8]) -> Result<Value, OapiFa
     }
     let errmsg = str_field(&v, "errmsg").unwrap_or_default();
     let sub_code = str_field(&v, "sub_code").and_then(|s| s.parse::<i64>().ok());
-    tracing::warn!(path, errcode, ?sub_code, %errmsg, request_id = ?str_field(&v, "request_id"), "DingTalk error");
+    let request_id = str_field(&v, "request_id").unwrap_or_default();
+    let sub = sub_code.map(|c| c.to_string()).unwrap_or_default();
+    tracing::warn!(path, errcode, sub_code = %sub, %errmsg, %request_id, "DingTalk error");
     if is_token_errcode(errcode) || (errcode == 88 && sub_code.is_some_and(is_token_errcode)) {
         return Err(Failure::TokenRejected);
     }

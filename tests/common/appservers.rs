@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{free_port, ChildGuard};
+use super::{free_port, spawn_guarded, ChildGuard};
 
 /// Debian's CATALINA_HOME.
 pub const TOMCAT_HOME: &str = "/usr/share/tomcat10";
@@ -84,7 +84,8 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": payload})
 "#;
 
-/// A running Tomcat 10 with a private CATALINA_BASE; killed (and its base removed) on drop.
+/// A running Tomcat 10 with a private CATALINA_BASE; stopped (SIGTERM to its process group, see
+/// [`ChildGuard`]) and its base removed on drop.
 pub struct Tomcat {
     /// The HTTP/1.1 connector's port on 127.0.0.1.
     pub port: u16,
@@ -100,6 +101,11 @@ pub struct Tomcat {
 }
 
 impl Tomcat {
+    /// The JVM's pid, which is also its process group's id.
+    pub fn pid(&self) -> u32 {
+        self._guard.id()
+    }
+
     /// `127.0.0.1:PORT`
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -177,8 +183,8 @@ pub async fn start_tomcat() -> Tomcat {
         }
     }
     let started = Instant::now();
-    let child = cmd.spawn().expect("spawn catalina.sh run");
-    let mut guard = ChildGuard(child);
+    // `catalina.sh run` execs java in the foreground; SIGTERM runs Tomcat's shutdown hook.
+    let mut guard = spawn_guarded(&mut cmd).expect("spawn catalina.sh run");
     let addr = format!("127.0.0.1:{port}");
     wait_until_serving(
         &mut guard,
@@ -251,7 +257,8 @@ fn java_home() -> Option<PathBuf> {
     Some(real.parent()?.parent()?.to_path_buf())
 }
 
-/// A running hypercorn serving [`ECHO_APP_PY`]; killed (and its tempdir removed) on drop.
+/// A running hypercorn serving [`ECHO_APP_PY`]; stopped (SIGTERM to its process group, see
+/// [`ChildGuard`]) and its tempdir removed on drop.
 pub struct H2cApp {
     /// Its port on 127.0.0.1.
     pub port: u16,
@@ -264,6 +271,11 @@ pub struct H2cApp {
 }
 
 impl H2cApp {
+    /// hypercorn's pid, which is also its process group's id.
+    pub fn pid(&self) -> u32 {
+        self._guard.id()
+    }
+
     /// `127.0.0.1:PORT`
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -305,11 +317,10 @@ pub async fn start_h2c_app() -> H2cApp {
     let log = dir.path().join("hypercorn.log");
     let (stdout, stderr) = log_pair(&log);
     let started = Instant::now();
-    let child = Command::new(&hypercorn)
-        .arg("--bind")
+    let mut cmd = Command::new(&hypercorn);
+    cmd.arg("--bind")
         .arg(format!("127.0.0.1:{port}"))
-        // 0 = serve in this process: with workers hypercorn spawns children that would outlive
-        // the ChildGuard's kill.
+        // 0 = serve in this process (no worker children to coordinate at shutdown).
         .arg("--workers")
         .arg("0")
         .arg("--access-logfile")
@@ -322,10 +333,8 @@ pub async fn start_h2c_app() -> H2cApp {
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn hypercorn");
-    let mut guard = ChildGuard(child);
+        .stderr(stderr);
+    let mut guard = spawn_guarded(&mut cmd).expect("spawn hypercorn");
     let addr = format!("127.0.0.1:{port}");
     wait_until_serving(&mut guard, "hypercorn", &log, &addr, "/ready", |s, b| {
         s == 200 && b.contains("\"path\": \"/ready\"")
@@ -356,7 +365,7 @@ async fn wait_until_serving(
     };
     let end = Instant::now() + START_LIMIT;
     loop {
-        if let Some(status) = guard.0.try_wait().expect("poll the server process") {
+        if let Some(status) = guard.try_wait().expect("poll the server process") {
             fail(format!("exited early ({status})"));
         }
         if TcpStream::connect(addr).await.is_ok() {
@@ -369,7 +378,7 @@ async fn wait_until_serving(
     }
     let end = Instant::now() + READY_LIMIT;
     loop {
-        if let Some(status) = guard.0.try_wait().expect("poll the server process") {
+        if let Some(status) = guard.try_wait().expect("poll the server process") {
             fail(format!("exited early ({status})"));
         }
         let last = match try_raw_request(addr, &get_request(addr, path, &[])).await {

@@ -6,9 +6,13 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{deploy_file, free_port, replace_required, require_binary, wait_for_port, ChildGuard};
+use super::{
+    deploy_file, free_port, replace_required, require_binary, spawn_guarded, wait_for_port,
+    ChildGuard,
+};
 
-/// A front server running (stopped on drop).
+/// A front server running (stopped on drop: SIGTERM to its whole process group, see
+/// [`ChildGuard`]).
 pub struct Front {
     /// `http://127.0.0.1:PORT`
     pub base: String,
@@ -16,6 +20,13 @@ pub struct Front {
     pub addr: SocketAddr,
     _guard: ChildGuard,
     _dir: tempfile::TempDir,
+}
+
+impl Front {
+    /// The server's pid (nginx's master), which is also its process group's id.
+    pub fn pid(&self) -> u32 {
+        self._guard.id()
+    }
 }
 
 /// A port for a front server, chosen before the proxy starts (its `public_url` needs it).
@@ -47,20 +58,22 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path
         user = if root { "user root;\n" } else { "" },
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
-    let child = Command::new(nginx_bin)
-        .args([
-            "-p",
-            &d.to_string(),
-            "-c",
-            &format!("{d}/nginx.conf"),
-            "-g",
-            "daemon off;",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nginx starts");
-    let guard = ChildGuard(child);
+    // In the foreground, so the master is our child; SIGTERM to its group (the master and its
+    // workers) is nginx's fast shutdown.
+    let guard = spawn_guarded(
+        Command::new(nginx_bin)
+            .args([
+                "-p",
+                &d.to_string(),
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-g",
+                "daemon off;",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
+    .expect("nginx starts");
     assert!(
         wait_for_port(port, Duration::from_secs(10)).await,
         "nginx did not listen: {}",
@@ -86,17 +99,17 @@ pub async fn start_caddy(port: u16, proxy: SocketAddr, app: &str) -> Front {
     let path = dir.path().join("Caddyfile");
     std::fs::write(&path, file).expect("Caddyfile");
     let log = std::fs::File::create(dir.path().join("caddy.log")).expect("caddy.log");
-    let child = Command::new(caddy_bin)
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(&path)
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path().join("data"))
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("caddy starts");
-    let guard = ChildGuard(child);
+    let guard = spawn_guarded(
+        Command::new(caddy_bin)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&path)
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .stdout(Stdio::null())
+            .stderr(log),
+    )
+    .expect("caddy starts");
     assert!(
         wait_for_port(port, Duration::from_secs(15)).await,
         "caddy did not listen on {port}: {}",

@@ -108,6 +108,20 @@ pub fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `name=value` of the login state cookie this response set (`dap_session_state_<tag>`).
+pub fn state_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(k, v)| k.starts_with("dap_session_state_") && !v.is_empty())
+        })
+        .map(str::to_string)
+}
+
 /// The `state` embedded in the in-app login page.
 pub fn state_from_page(html: &str) -> String {
     let at = html.find("\"state\":\"").expect("page carries a state") + 9;
@@ -130,7 +144,7 @@ impl Harness {
             )
             .await;
         assert_eq!(resp.status(), 200);
-        let cookie = set_cookie(resp.headers(), "dap_session_state").expect("state cookie");
+        let cookie = state_cookie(resp.headers()).expect("state cookie");
         let html = resp.text().await.expect("page body");
         (cookie, state_from_page(&html))
     }
@@ -189,7 +203,7 @@ pub async fn inapp_login_via(
         .await
         .expect("login page");
     assert_eq!(resp.status(), 200, "login page");
-    let state_cookie = set_cookie(resp.headers(), "dap_session_state").expect("state cookie");
+    let state_cookie = state_cookie(resp.headers()).expect("state cookie");
     let state = state_from_page(&resp.text().await.expect("page body"));
     let code = fake.mint_code(userid).expect("user exists in the fake");
     let resp = http
@@ -313,14 +327,136 @@ pub async fn wait_for_port(port: u16, limit: std::time::Duration) -> bool {
     false
 }
 
-/// A child process killed when the guard is dropped.
-pub struct ChildGuard(pub std::process::Child);
+/// How long a child's process group may take to shut down cleanly after SIGTERM.
+pub const STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the group may take to vanish after SIGKILL (then the guard gives up, loudly).
+const KILL_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Pause between two looks at the stopping group.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// An external process started by [`spawn_guarded`], in a process group of its own (its id is
+/// the child's pid), with everything it forks (nginx's workers, Chromium under chromedriver).
+/// On drop the whole group is stopped the way it shuts down cleanly: SIGTERM, a bounded wait
+/// ([`STOP_LIMIT`]), SIGKILL only after that, then the child is reaped. Never panics.
+pub struct ChildGuard {
+    child: std::process::Child,
+}
+
+/// Spawns `cmd` in a new process group of its own, guarded. The child also gets SIGTERM when
+/// the thread that spawned it ends (PR_SET_PDEATHSIG), so a test binary killed before its
+/// guards drop (Ctrl-C, a timeout) does not leave it running: in its own group it no longer
+/// sees the terminal's Ctrl-C.
+pub fn spawn_guarded(cmd: &mut std::process::Command) -> std::io::Result<ChildGuard> {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    // SAFETY: the hook only makes one async-signal-safe system call (prctl) between fork and
+    // exec, touching no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(ChildGuard {
+        child: cmd.spawn()?,
+    })
+}
+
+impl ChildGuard {
+    /// The child's pid, which is also its process group's id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(status)` once the child (the group's leader) has exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// Whether the child is reaped (or cannot be waited for) and no process of its group lives.
+    fn stopped(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None)) && group_members(self.id()).is_empty()
+    }
+
+    /// Sends `signal` to every process of the child's group.
+    fn signal_group(&self, signal: libc::c_int) {
+        let Ok(pgid) = libc::pid_t::try_from(self.id()) else {
+            return;
+        };
+        // SAFETY: kill(2) with a negative pid only sends a signal to that process group. The
+        // group id cannot name someone else's group while the leader is unreaped or any member
+        // lives (Linux does not reuse a pid still in use as a group id); `stop` checks that.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+
+    /// Stops the group: SIGTERM, up to [`STOP_LIMIT`] for it to exit, SIGKILL, up to
+    /// `KILL_LIMIT` more, reaping the child. Returns whether the group is gone.
+    pub fn stop(&mut self) -> bool {
+        if self.stopped() {
+            return true;
+        }
+        for (signal, limit) in [(libc::SIGTERM, STOP_LIMIT), (libc::SIGKILL, KILL_LIMIT)] {
+            self.signal_group(signal);
+            let end = std::time::Instant::now() + limit;
+            loop {
+                if self.stopped() {
+                    return true;
+                }
+                if std::time::Instant::now() >= end {
+                    break;
+                }
+                std::thread::sleep(STOP_POLL);
+            }
+        }
+        // Not eprintln!: that panics when stderr is gone, and a Drop must not panic.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: process group {} still has {:?} after SIGTERM and SIGKILL",
+            self.id(),
+            group_members(self.id())
+        );
+        false
+    }
+}
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.stop();
     }
+}
+
+/// The live (not zombie) processes whose process group id is `pgid`, from `/proc/*/stat`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| live_process_group(pid) == Some(pgid))
+        .collect()
+}
+
+/// The process group id of `pid` if it is alive (not a zombie), from `/proc/PID/stat`.
+pub fn live_process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    let pgrp = fields.nth(1)?.parse().ok()?;
+    (!matches!(state, "Z" | "X")).then_some(pgrp)
 }
 
 /// The path of a system binary the test cannot run without (fails, never skips).
@@ -354,19 +490,19 @@ pub fn replace_required(text: &str, from: &str, to: &str) -> String {
     text.replace(from, to)
 }
 
-/// The demo example binary, running (killed on drop).
+/// The demo example binary, running (stopped on drop, see [`ChildGuard`]).
 pub struct Demo {
-    child: std::process::Child,
+    _guard: ChildGuard,
     /// The proxy's URL, without a trailing slash.
     pub proxy: String,
     /// The fake DingTalk's URL.
     pub fake: String,
 }
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Demo {
+    /// The demo's pid, which is also its process group's id.
+    pub fn pid(&self) -> u32 {
+        self._guard.id()
     }
 }
 
@@ -385,13 +521,12 @@ pub fn start_demo() -> Demo {
         "{} is missing: run `cargo build --examples` first (.ci/run does)",
         bin.display()
     );
-    let mut child = std::process::Command::new(&bin)
-        .args(["--port", "0"])
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(["--port", "0"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("demo starts");
-    let stdout = child.stdout.take().expect("stdout");
+        .stderr(std::process::Stdio::null());
+    let mut guard = spawn_guarded(&mut cmd).expect("demo starts");
+    let stdout = guard.child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
@@ -417,7 +552,7 @@ pub fn start_demo() -> Demo {
         }
     }
     Demo {
-        child,
+        _guard: guard,
         proxy: proxy.expect("demo printed its URL"),
         fake: fake.expect("demo printed the fake DingTalk URL"),
     }
