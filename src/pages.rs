@@ -201,8 +201,8 @@ to activate it (DingTalk admin console → Contacts), then sign in again.</p>\
 /// login, and a button that retries the same page.
 pub fn app_error(status: StatusCode, zh: &str, en: &str, retry: &str) -> Response<Body> {
     let body = format!(
-        "<h1 class=\"err\">{zh}</h1><p class=\"en\">{en}</p>\
-<p class=\"detail\">HTTP {code} · 登录正常，问题出在应用本身 / signed in; the application failed</p>\
+        "<h1 class=\"err\">{zh}</h1><p>您的登录状态正常，出问题的是后面的应用。</p>\
+<p class=\"en\">{en}</p><p class=\"detail\">HTTP {code}</p>\
 <a class=\"btn\" href=\"{retry}\">重试 / Retry</a>",
         zh = text(zh),
         en = text(en),

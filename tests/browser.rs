@@ -298,3 +298,130 @@ async fn demo_in_a_desktop_browser() {
     .await;
     b.finish("demo_in_a_desktop_browser", result).await;
 }
+
+/// Two tabs opened while logged out (`/a`, then `/b`) each land on DingTalk's page; approving
+/// them in either order leaves each tab on its own page, logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tabs_log_in_in_either_order() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let h = start().await;
+    let b = Browser::start(None).await;
+    let result = async {
+        let fake = h.fake.base_url();
+        let base = h.base.clone();
+        for newer_first in [false, true] {
+            b.client.delete_all_cookies().await?;
+            let first = b.client.window().await?;
+            b.client.goto(&format!("{base}/a")).await?;
+            b.wait_url("DingTalk's page in tab a", |u| {
+                u.as_str().starts_with(&fake)
+            })
+            .await?;
+            let second = b.client.new_window(true).await?.handle;
+            b.client.switch_to_window(second.clone()).await?;
+            b.client.goto(&format!("{base}/b")).await?;
+            b.wait_url("DingTalk's page in tab b", |u| {
+                u.as_str().starts_with(&fake)
+            })
+            .await?;
+            let tabs = if newer_first {
+                [(second.clone(), "/b"), (first.clone(), "/a")]
+            } else {
+                [(first.clone(), "/a"), (second.clone(), "/b")]
+            };
+            for (tab, path) in tabs {
+                b.client.switch_to_window(tab).await?;
+                b.click("#approve-wangwu").await?;
+                b.wait_url(path, |u| u.as_str().starts_with(&base) && u.path() == path)
+                    .await?;
+                assert_app_shows(&b, "wangwu", "13900000002").await?;
+            }
+            b.client.switch_to_window(second).await?;
+            b.client.close_window().await?;
+            b.client.switch_to_window(first).await?;
+        }
+        Ok(())
+    }
+    .await;
+    b.finish("two_tabs_log_in_in_either_order", result).await;
+}
+
+/// The app behind the proxy down, then slow: the browser shows our bilingual page (the app,
+/// not the login), with a retry button that reloads the same page; it is screenshotted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_down_page_in_a_browser() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let closed = free_port();
+    let h = start_with(move |c| {
+        c.upstream = url::Url::parse(&format!("http://127.0.0.1:{closed}")).ok();
+    })
+    .await;
+    let b = Browser::start(None).await;
+    let result = async {
+        b.client.goto(&format!("{}/reports?q=1", h.base)).await?;
+        b.click("#approve-wangwu").await?;
+        let heading = b.text("h1").await?;
+        ensure!(heading.contains("应用暂时无法访问"), "heading {heading:?}");
+        let body = b.text("main").await?;
+        ensure!(
+            body.contains("restarting") && body.contains("502"),
+            "{body}"
+        );
+        screenshot(&b.client, "page-app-down").await;
+        b.click("a.btn").await?;
+        let url = b.client.current_url().await?;
+        ensure!(
+            url.path() == "/reports" && url.query() == Some("q=1"),
+            "retry went to {url}"
+        );
+        Ok(())
+    }
+    .await;
+    b.finish("app_down_page_in_a_browser", result).await;
+}
+
+/// An inactive account: the page says what to do (ask the DingTalk admin) and its "use
+/// another account" button leads back to DingTalk's login page, where another user gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactive_account_page_in_a_browser() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fake = dingtalk_auth_proxy::fake::FakeDingTalk::new()
+        .user({
+            let mut u = dingtalk_auth_proxy::fake::FakeUser::new("newbie", "新人");
+            u.active = false;
+            u
+        })
+        .user(wangwu())
+        .start()
+        .await
+        .expect("fake starts");
+    let upstream = dingtalk_auth_proxy::demo::start_echo().await.unwrap();
+    let h = start_against(fake, upstream, |_| {}).await;
+    let b = Browser::start(None).await;
+    let result = async {
+        b.client.goto(&format!("{}/reports", h.base)).await?;
+        b.click("#approve-newbie").await?;
+        let heading = b.text("h1").await?;
+        ensure!(heading.contains("尚未激活"), "heading {heading:?}");
+        let body = b.text("main").await?;
+        ensure!(
+            body.contains("管理员") && body.contains("administrator"),
+            "{body}"
+        );
+        screenshot(&b.client, "page-inactive").await;
+        b.click("a.btn").await?;
+        let fake = h.fake.base_url();
+        b.wait_url("DingTalk's page", |u| u.as_str().starts_with(&fake))
+            .await?;
+        b.click("#approve-wangwu").await?;
+        let base = h.base.clone();
+        b.wait_url("the page", |u| {
+            u.as_str().starts_with(&base) && u.path() == "/reports"
+        })
+        .await?;
+        assert_app_shows(&b, "wangwu", "13900000002").await?;
+        Ok(())
+    }
+    .await;
+    b.finish("inactive_account_page_in_a_browser", result).await;
+}
