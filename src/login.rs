@@ -140,7 +140,8 @@ pub async fn callback(
 /// One `warn` line per refused login: why, who (when known) and from where — never a code,
 /// token or cookie.
 fn refused(client: IpAddr, userid: Option<&str>, reason: &str) {
-    tracing::warn!(%client, userid = userid.unwrap_or("-"), reason, "login refused");
+    let userid = userid.unwrap_or("-");
+    tracing::warn!(%client, %userid, %reason, "login refused");
 }
 
 async fn callback_inner(

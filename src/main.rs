@@ -30,13 +30,10 @@ fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            // One line, whatever the underlying parser printed.
-            let line = e
-                .to_string()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            eprintln!("dingtalk-auth-proxy: invalid config: {line}");
+            // One line per problem, every problem of this run, key first.
+            for line in e.lines() {
+                eprintln!("dingtalk-auth-proxy: invalid config: {line}");
+            }
             return ExitCode::from(2);
         }
     };

@@ -242,3 +242,312 @@ fn half_open_connections_do_not_exhaust_files() {
     assert!(body.starts_with("HTTP/1.1 200"), "healthz: {body:?}");
     drop(held);
 }
+
+/// The problem lines of a failed `check-config`, each checked to have the one-line form.
+fn problem_lines(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    for line in &lines {
+        assert!(
+            line.starts_with("dingtalk-auth-proxy: invalid config: config "),
+            "not a problem line: {line:?} in {text}"
+        );
+    }
+    lines
+}
+
+/// The one problem line about `key`, which must exist exactly once.
+fn line_for<'a>(text: &'a str, key: &str) -> &'a str {
+    let needle = format!("config key `{key}`:");
+    let found: Vec<&str> = text.lines().filter(|l| l.contains(&needle)).collect();
+    assert_eq!(found.len(), 1, "one line for {key}: {text}");
+    found[0]
+}
+
+/// Writes `toml` to a fresh file and runs `check-config --config` on it with the base env,
+/// less `DAP_SESSION__SECRET` and the variables in `unset`.
+fn check_file(toml: &str, unset: &[&str]) -> (i32, String, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(&file, toml).unwrap();
+    let mut cmd = Command::new(BIN);
+    base_env(cmd.args(["check-config", "--config"]).arg(&file)).env_remove("DAP_SESSION__SECRET");
+    for var in unset {
+        cmd.env_remove(var);
+    }
+    let (code, text) = output(&mut cmd);
+    (code, text, dir, file)
+}
+
+/// With no config at all, one run names every one of the four required keys, each on its own
+/// line with how to set it, and exits 2.
+#[test]
+fn empty_config_lists_every_required_key_at_once() {
+    let (code, text) = output(
+        Command::new(BIN)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("check-config"),
+    );
+    assert_eq!(code, 2, "{text}");
+    assert_eq!(problem_lines(&text).len(), 4, "{text}");
+    for key in [
+        "session.secret",
+        "dingtalk.app_key",
+        "dingtalk.app_secret",
+        "dingtalk.corp_id",
+    ] {
+        let line = line_for(&text, key);
+        assert!(line.contains("is required"), "{line}");
+        let env = format!("DAP_{}", key.to_uppercase().replace('.', "__"));
+        assert!(line.contains(&env), "{line}");
+    }
+    assert!(
+        line_for(&text, "session.secret").contains("head -c 32 /dev/urandom | base64"),
+        "{text}"
+    );
+}
+
+/// Each common mistake, from the environment, prints its key, echoes the value and says how to
+/// fix it.
+#[test]
+fn mistakes_from_the_environment_say_how_to_fix_them() {
+    for (var, value, key, fix) in [
+        (
+            "DAP_UPSTREAM",
+            "127.0.0.1:3000",
+            "upstream",
+            "`127.0.0.1:3000` needs a scheme, e.g. http://127.0.0.1:3000",
+        ),
+        (
+            "DAP_UPSTREAM",
+            "localhost:3000",
+            "upstream",
+            "`localhost:3000` needs a scheme, e.g. http://localhost:3000",
+        ),
+        (
+            "DAP_PUBLIC_URL",
+            "app.example.com",
+            "public_url",
+            "`app.example.com` needs a scheme, e.g. https://app.example.com",
+        ),
+        (
+            "DAP_DINGTALK__API_BASE",
+            "oapi.dingtalk.com",
+            "dingtalk.api_base",
+            "`oapi.dingtalk.com` needs a scheme, e.g. https://oapi.dingtalk.com",
+        ),
+        (
+            "DAP_LISTEN",
+            "8080",
+            "listen",
+            "`8080` is only a port; give an IP address with it, e.g. 127.0.0.1:8080 or 0.0.0.0:8080",
+        ),
+        (
+            "DAP_ADMIN_LISTEN",
+            "localhost:9090",
+            "admin_listen",
+            "`localhost:9090` is not an IP address and port",
+        ),
+        (
+            "DAP_SESSION__TTL",
+            "8",
+            "session.ttl",
+            "`8` needs a unit, e.g. 8h",
+        ),
+        (
+            "DAP_DINGTALK__TIMEOUT",
+            "5",
+            "dingtalk.timeout",
+            "`5` needs a unit, e.g. 5s",
+        ),
+        (
+            "DAP_SESSION__TTL",
+            "forever",
+            "session.ttl",
+            "`forever` is not a duration; use a whole number and a unit, e.g. 90s, 10m, 8h",
+        ),
+        (
+            "DAP_DINGTALK__USER_API",
+            "v9",
+            "dingtalk.user_api",
+            "`v9` is not a valid choice; use `v2` or `legacy`",
+        ),
+        (
+            "DAP_SESSION__STORE",
+            "memory",
+            "session.store",
+            "use `cookie` or `redis`",
+        ),
+        (
+            "DAP_LIMITS__MAX_CONNECTIONS",
+            "-5",
+            "limits.max_connections",
+            "`-5` cannot be negative",
+        ),
+        (
+            "DAP_SESSION__SECRET",
+            "short",
+            "session.secret",
+            "is 5 bytes; it must be at least 32: make one with `head -c 32 /dev/urandom | base64`",
+        ),
+        (
+            "DAP_SESSION_SECRET",
+            SESSION_SECRET,
+            "session_secret",
+            "did you mean `session.secret`? (environment variables separate sections with two underscores: DAP_SESSION__SECRET)",
+        ),
+    ] {
+        let (code, text) = output(base_env(Command::new(BIN).arg("check-config")).env(var, value));
+        assert_eq!(code, 2, "{var}={value}: {text}");
+        assert_eq!(problem_lines(&text).len(), 1, "{var}={value}: {text}");
+        let line = line_for(&text, key);
+        assert!(line.contains(fix), "{var}={value}: {line}");
+        assert!(!line.contains("Some("), "{line}");
+        assert!(!text.contains(SESSION_SECRET), "{text}");
+    }
+}
+
+/// A file full of mistakes is reported in one run: every bad key on its own line with its fix,
+/// in key order, plus the missing required keys.
+#[test]
+fn every_mistake_in_a_file_is_reported_in_one_run() {
+    let (code, text, _dir, _file) = check_file(
+        "listen = \"8080\"\nupstream = \"127.0.0.1:3000\"\n\
+         [dingtalk]\ntimeout = 5\nuser_api = \"v9\"\n\
+         [session]\nttl = \"8\"\ncookie_nam = \"sid\"\n",
+        &[],
+    );
+    assert_eq!(code, 2, "{text}");
+    let lines = problem_lines(&text);
+    for (key, fix) in [
+        ("listen", "e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
+        ("upstream", "needs a scheme, e.g. http://127.0.0.1:3000"),
+        ("dingtalk.timeout", "`5` needs a unit"),
+        ("dingtalk.user_api", "use `v2` or `legacy`"),
+        ("session.ttl", "`8` needs a unit, e.g. 8h"),
+        (
+            "session.cookie_nam",
+            "unknown key; did you mean `cookie_name`?",
+        ),
+        ("session.secret", "is required"),
+    ] {
+        let line = line_for(&text, key);
+        assert!(line.contains(fix), "{key}: {line}");
+    }
+    assert_eq!(lines.len(), 7, "{text}");
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "in key order");
+}
+
+/// An unknown key suggests the nearest known one, also across sections and for a top-level key
+/// written below a `[section]` header; far-off names list the known keys instead.
+#[test]
+fn unknown_keys_suggest_the_nearest_known_one() {
+    let (code, text, _dir, _file) = check_file(
+        &format!(
+            "[dingtalk]\nupstream = \"http://127.0.0.1:3000\"\nsecret = \"x\"\n\
+         [session]\nsecret = \"{SESSION_SECRET}\"\ncookie_nam = \"sid\"\nTTL = \"8h\"\nzzzzzz = 1\n\
+         [sesion]\nttl = \"8h\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, 2, "{text}");
+    for (key, fix) in [
+        (
+            "dingtalk.upstream",
+            "did you mean the top-level `upstream`? (top-level keys go above the first [section] of the file)",
+        ),
+        (
+            "dingtalk.secret",
+            "did you mean `session.secret`? (it goes under [session])",
+        ),
+        ("session.cookie_nam", "did you mean `cookie_name`?"),
+        ("session.TTL", "did you mean `ttl`?"),
+        ("session.zzzzzz", "unknown key; the keys in [session] are: secret, cookie_name"),
+        ("sesion", "did you mean `session`?"),
+    ] {
+        let line = line_for(&text, key);
+        assert!(line.contains(fix), "{key}: {line}");
+    }
+    assert_eq!(problem_lines(&text).len(), 6, "{text}");
+}
+
+/// A TOML syntax error names the file, the line and the key, never the value on that line.
+#[test]
+fn toml_syntax_error_names_file_and_line() {
+    let (code, text, _dir, file) = check_file(
+        &format!(
+            "listen = \"127.0.0.1:8080\"\n\n[session]\nsecret = \"{SESSION_SECRET}\nttl = \"8h\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, 2, "{text}");
+    let lines = problem_lines(&text);
+    assert_eq!(lines.len(), 1, "{text}");
+    let expected = format!(
+        "config file {}: not valid TOML at line 4, column",
+        file.display()
+    );
+    assert!(lines[0].contains(&expected), "{text}");
+    assert!(lines[0].contains("(in `secret`)"), "{text}");
+    assert!(!text.contains(SESSION_SECRET), "{text}");
+}
+
+/// `check-config` prints `public_url` as the origin in effect (`http://{listen}` when unset),
+/// and no `null` anywhere.
+#[test]
+fn check_config_prints_the_effective_public_url() {
+    let (code, text) =
+        output(base_env(Command::new(BIN).arg("check-config")).env("DAP_LISTEN", "127.0.0.1:7070"));
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("\npublic_url = \"http://127.0.0.1:7070\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# upstream is unset: auth-only mode"),
+        "{text}"
+    );
+    assert!(!text.contains("null"), "{text}");
+    let (code, text) = output(
+        base_env(Command::new(BIN).arg("check-config"))
+            .env("DAP_PUBLIC_URL", "https://app.example.com"),
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("\npublic_url = \"https://app.example.com\"\n"),
+        "{text}"
+    );
+}
+
+/// No problem line shows a secret: not a short session secret, not an app secret or Redis URL
+/// of the wrong type, not a password inside a URL that lacks its scheme.
+#[test]
+fn problems_never_echo_secrets() {
+    let (code, text, _dir, _file) = check_file(
+        "upstream = \"admin:upstream-pw-123@127.0.0.1:3000\"\n\
+         [dingtalk]\napp_secret = [\"app-secret-in-a-list\"]\n\
+         [session]\nsecret = \"short-secret-abc\"\nredis_url = [\"redis://:redis-pw-456@db\"]\n",
+        &["DAP_DINGTALK__APP_SECRET"],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert_eq!(problem_lines(&text).len(), 4, "{text}");
+    for secret in [
+        "upstream-pw-123",
+        "app-secret-in-a-list",
+        "short-secret-abc",
+        "redis-pw-456",
+        APP_SECRET,
+    ] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+    assert!(
+        line_for(&text, "upstream").contains("`***@127.0.0.1:3000` needs a scheme"),
+        "{text}"
+    );
+    assert!(
+        line_for(&text, "session.secret").contains("is 16 bytes"),
+        "{text}"
+    );
+}

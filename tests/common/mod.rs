@@ -377,6 +377,11 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// The child's stderr, when it was piped (once).
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+
     /// `Some(status)` once the child (the group's leader) has exited.
     pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
         self.child.try_wait()

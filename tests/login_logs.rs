@@ -1,0 +1,203 @@
+//! The binary's log at the default level, as an operator reads it: one `warn` line per
+//! refused login, with the reason, the userid when known and the client IP — never the code,
+//! the state or a cookie. The proxy runs as the real binary against an in-process fake.
+#![cfg(feature = "fake")]
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeUser};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dingtalk-auth-proxy");
+
+struct Proxy {
+    base: String,
+    lines: mpsc::Receiver<String>,
+    _child: ChildGuard,
+}
+
+impl Proxy {
+    /// The log lines that arrived until one containing `marker` (bounded).
+    fn lines_until(&self, marker: &str) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            let done = line.contains(marker);
+            got.push(line);
+            if done {
+                return got;
+            }
+        }
+        panic!("no log line with {marker:?}; got {got:?}");
+    }
+}
+
+async fn start_binary(fake: &dingtalk_auth_proxy::fake::FakeHandle) -> Proxy {
+    let port = free_port();
+    let upstream = dingtalk_auth_proxy::demo::start_echo().await.unwrap();
+    let base = fake.base_url();
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("DAP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DAP_UPSTREAM", format!("http://{upstream}"))
+        .env("DAP_DINGTALK__APP_KEY", fake.app_key())
+        .env("DAP_DINGTALK__APP_SECRET", fake.app_secret())
+        .env("DAP_DINGTALK__CORP_ID", fake.corp_id())
+        .env("DAP_DINGTALK__API_BASE", &base)
+        .env("DAP_DINGTALK__NEW_API_BASE", &base)
+        .env("DAP_DINGTALK__LOGIN_BASE", &base)
+        .env("DAP_DINGTALK__JSAPI_URL", fake.jsapi_url())
+        .env("DAP_SESSION__SECRET", SECRET)
+        .env("DAP_ACCESS__ALLOW_USERIDS", "wangwu")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = spawn_guarded(&mut cmd).expect("the binary starts");
+    let stderr = child.take_stderr().expect("stderr");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let p = Proxy {
+        base: format!("http://127.0.0.1:{port}"),
+        lines,
+        _child: child,
+    };
+    p.lines_until("listening");
+    p
+}
+
+/// Opens the in-app login page through `base`: (state cookie, state).
+async fn begin(base: &str, rd: &str) -> (String, String) {
+    let r = get_url(
+        &format!("{base}/_auth/login?rd={}", urlencode(rd)),
+        &[("user-agent", DINGTALK_UA)],
+    )
+    .await;
+    let cookie = state_cookie(r.headers()).expect("state cookie");
+    let state = state_from_page(&r.text().await.unwrap());
+    (cookie, state)
+}
+
+async fn callback(base: &str, cookie: &str, query: &str) -> u16 {
+    get_url(
+        &format!("{base}/_auth/callback?{query}"),
+        &[("cookie", cookie), ("user-agent", DINGTALK_UA)],
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+/// Each way a login is refused leaves exactly one `warn` line saying why, with the userid
+/// when known and the client IP, and without the code or the state.
+#[tokio::test]
+async fn every_refused_login_is_one_line() {
+    let fake = FakeDingTalk::new()
+        .user(wangwu())
+        .user({
+            let mut u = FakeUser::new("newbie", "新人");
+            u.active = false;
+            u
+        })
+        .user(FakeUser::new("lisi", "李四"))
+        .start()
+        .await
+        .unwrap();
+    let p = start_binary(&fake).await;
+    let base = p.base.clone();
+
+    // The cases, each with what its line must say.
+    let mut checks: Vec<(String, Vec<String>, &str, Option<&str>)> = Vec::new();
+
+    // No state cookie at all.
+    let status = callback(&base, "", "code=abc123secretcode&state=statevalue12345678").await;
+    assert_eq!(status, 400);
+    checks.push((
+        "missing state".into(),
+        p.lines_until("login refused"),
+        "state missing",
+        None,
+    ));
+
+    // A replayed callback.
+    let (cookie, state) = begin(&base, "/").await;
+    let code = fake.mint_code("wangwu").unwrap();
+    let q = format!("code={code}&state={state}");
+    assert_eq!(callback(&base, &cookie, &q).await, 302);
+    p.lines_until("login");
+    let code2 = fake.mint_code("wangwu").unwrap();
+    let q = format!("code={code2}&state={state}");
+    assert_eq!(callback(&base, &cookie, &q).await, 400);
+    checks.push((
+        code2.clone(),
+        p.lines_until("login refused"),
+        "already used",
+        None,
+    ));
+
+    // DingTalk does not know the code.
+    let (cookie, state) = begin(&base, "/").await;
+    let q = format!("code=not-a-real-code-42&state={state}");
+    assert!(callback(&base, &cookie, &q).await >= 400);
+    checks.push((
+        "not-a-real-code-42".into(),
+        p.lines_until("login refused"),
+        "DingTalk",
+        None,
+    ));
+
+    // An inactive account, and one outside [access].
+    for (user, reason) in [("newbie", "not active"), ("lisi", "[access]")] {
+        let (cookie, state) = begin(&base, "/").await;
+        let code = fake.mint_code(user).unwrap();
+        let q = format!("code={code}&state={state}");
+        assert_eq!(callback(&base, &cookie, &q).await, 403);
+        checks.push((code, p.lines_until("login refused"), reason, Some(user)));
+    }
+
+    // Cancelled at DingTalk.
+    let (cookie, state) = begin(&base, "/").await;
+    let q = format!("error=access_denied&state={state}");
+    assert_eq!(callback(&base, &cookie, &q).await, 403);
+    checks.push((
+        "access_denied-x".into(),
+        p.lines_until("login refused"),
+        "not approved",
+        None,
+    ));
+
+    for (secret, lines, reason, userid) in checks {
+        let refused: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("login refused"))
+            .collect();
+        assert_eq!(refused.len(), 1, "{reason}: {lines:?}");
+        let line = refused[0];
+        assert!(line.contains(" WARN "), "{line}");
+        assert!(line.contains(reason), "{reason}: {line}");
+        assert!(line.contains("client=127.0.0.1"), "{line}");
+        assert!(!line.contains(&secret), "secret in log: {line}");
+        assert!(
+            !line.contains("state=") || !line.contains("statevalue"),
+            "{line}"
+        );
+        assert!(
+            !line.contains('\u{1b}'),
+            "colour codes in a non-terminal log: {line:?}"
+        );
+        if let Some(u) = userid {
+            assert!(line.contains(&format!("userid={u}")), "{line}");
+        }
+    }
+}
