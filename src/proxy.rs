@@ -339,18 +339,19 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     }
     let mut kept: Vec<u8> = Vec::new();
     for value in headers.get_all(COOKIE) {
-        for (k, v) in cookie_pairs(value.as_bytes()) {
+        // Each other piece is kept exactly as sent (trimmed), so the app parses it as before.
+        for piece in value.as_bytes().split(|b| *b == b';') {
+            let piece = piece.trim_ascii();
+            let Some((k, _)) = cookie_pairs(piece).next() else {
+                continue;
+            };
             if ours(k) {
                 continue;
             }
             if !kept.is_empty() {
                 kept.extend_from_slice(b"; ");
             }
-            if !k.is_empty() {
-                kept.extend_from_slice(k);
-                kept.push(b'=');
-            }
-            kept.extend_from_slice(v);
+            kept.extend_from_slice(piece);
         }
     }
     headers.remove(COOKIE);
@@ -453,5 +454,13 @@ mod tests {
         h.append(COOKIE, HeaderValue::from_bytes(raw.as_bytes()).unwrap());
         strip_cookie(&mut h, "dap_session");
         assert_eq!(h[COOKIE].as_bytes(), "app=张三; b=\u{ff}".as_bytes());
+        // Found by fuzzing: a nameless piece holding `=` must stay nameless for the app.
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; dap_session=x; =x: y=1; bare"),
+        );
+        strip_cookie(&mut h, "dap_session");
+        assert_eq!(h[COOKIE], "a=1; =x: y=1; bare");
     }
 }
