@@ -12,7 +12,8 @@
 //! - [`access`]: `[access]` rules: allowed users and departments, `skip_auth` paths.
 //! - [`forwarded`]: `trusted_proxies`: whose `X-Forwarded-*` and URI headers count.
 //! - [`proxy`]: forwarding to the upstream (pooled client, hop-by-hop, WebSocket).
-//! - [`server`]: shared state and the routing of each request.
+//! - [`app`]: the shared state; the current session and the one access decision both modes use.
+//! - [`server`]: the routing of each request (strip → decide → forward) and the listeners.
 //! - [`conn`]: the accept loop, per-connection limits (`[limits]`), graceful drain.
 //! - [`metrics`]: Prometheus counters for the admin listener.
 //! - [`revalidate`]: periodic re-checks of sessions against DingTalk (`session.revalidate`).
@@ -23,6 +24,7 @@
 //! Tests and examples start a proxy in-process with [`start`].
 
 pub mod access;
+pub mod app;
 pub mod config;
 pub mod conn;
 #[cfg(feature = "fake")]
@@ -45,8 +47,8 @@ pub mod session;
 use std::future::Future;
 use std::net::SocketAddr;
 
+pub use app::{App, StartError};
 pub use config::{Config, ConfigError};
-pub use server::{App, StartError};
 
 /// Logs to stderr at `info` (or as `RUST_LOG` says): the binary's and the demo's setup.
 pub fn init_logging() {

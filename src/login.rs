@@ -10,11 +10,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use rand::RngCore;
 use serde_json::json;
 
+use crate::app::{Decision, Shared};
 use crate::dingtalk::DingTalkError;
 use crate::pages;
 use crate::redirect::safe_rd;
 use crate::response::{self, Body};
-use crate::server::Shared;
 use crate::session::{now_secs, LoginState, Session, LOGIN_STATE_TTL};
 
 /// Who is asking, judged by the User-Agent.
@@ -266,53 +266,47 @@ fn dingtalk_error_page(e: &DingTalkError, retry: &str) -> Response<Body> {
 /// `GET {prefix}/verify`: 200 + identity headers, 401, or 403; never a redirect, empty bodies.
 /// `skip_auth` is judged on the original URI the front server reports (see [`original_path`]).
 pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Response<Body> {
-    let (session, set_cookie) = app.current_session(headers).await;
-    let mut resp = verify_answer(app, headers, peer, session.as_ref());
-    if let Some(c) = set_cookie {
-        response::set_cookie(&mut resp, &c);
-    }
-    resp
-}
-
-fn verify_answer(
-    app: &Shared,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    session: Option<&Session>,
-) -> Response<Body> {
-    if let Some(s) = session {
-        if app.access.allows(s) {
+    let path = original_path(app, headers, peer);
+    let (decision, set_cookie) = app.decide(path, headers).await;
+    let mut resp = match decision {
+        Decision::Allow(s) => {
             app.metrics.verify("ok");
             let mut resp = response::status(StatusCode::OK);
-            // Every configured header, empty when the user has no such value (see below).
+            // Every configured header, empty when the user has no such value: web servers
+            // that copy them (Caddy's copy_headers) then overwrite the client's own with
+            // nothing instead of passing them on.
             for name in app.identity.names() {
                 resp.headers_mut()
                     .insert(name.clone(), HeaderValue::from_static(""));
             }
-            for (name, value) in app.identity.values(s) {
+            for (name, value) in app.identity.values(&s) {
                 resp.headers_mut().insert(name.clone(), value);
             }
-            return resp;
+            resp
         }
-    }
-    if original_path(app, headers, peer).is_some_and(|path| app.access.skips(path)) {
-        app.metrics.verify("skip");
-        // Empty identity headers: web servers that copy them (Caddy's copy_headers) then
-        // overwrite the client's own with nothing instead of passing them on.
-        let mut resp = response::status(StatusCode::OK);
-        for name in app.identity.names() {
-            resp.headers_mut()
-                .insert(name.clone(), HeaderValue::from_static(""));
+        Decision::Skip => {
+            // As in proxy mode: a skip_auth path carries no identity, logged in or not.
+            app.metrics.verify("skip");
+            let mut resp = response::status(StatusCode::OK);
+            for name in app.identity.names() {
+                resp.headers_mut()
+                    .insert(name.clone(), HeaderValue::from_static(""));
+            }
+            resp
         }
-        return resp;
+        Decision::Forbidden(_) => {
+            app.metrics.verify("forbidden");
+            response::status(StatusCode::FORBIDDEN)
+        }
+        Decision::Unauthenticated => {
+            app.metrics.verify("unauthenticated");
+            response::status(StatusCode::UNAUTHORIZED)
+        }
+    };
+    if let Some(c) = set_cookie {
+        response::set_cookie(&mut resp, &c);
     }
-    if session.is_some() {
-        app.metrics.verify("forbidden");
-        response::status(StatusCode::FORBIDDEN)
-    } else {
-        app.metrics.verify("unauthenticated");
-        response::status(StatusCode::UNAUTHORIZED)
-    }
+    resp
 }
 
 /// The path (no query) of the request the front server is asking about, as it reports it —

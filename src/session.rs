@@ -123,6 +123,54 @@ pub const MAX_PENDING_LOGINS: usize = 7;
 /// How many characters of the `state` name its cookie (`{cookie_name}_state_{tag}`).
 const STATE_TAG_LEN: usize = 12;
 
+/// Login `state` values already used at the callback, until they expire (replay protection).
+/// Marking one is a single atomic insert-if-absent: two concurrent callbacks with the same
+/// state cannot both pass. Expired entries leave in expiry order (every state lives
+/// [`LOGIN_STATE_TTL`], so insertion order is expiry order), a few per call, never a scan.
+#[derive(Default)]
+pub struct UsedStates {
+    used: dashmap::DashMap<String, u64>,
+    order: std::sync::Mutex<std::collections::VecDeque<(u64, String)>>,
+}
+
+impl UsedStates {
+    /// Marks `state` (valid until `expires_at`) used at `now`; false if it was already used.
+    pub fn consume(&self, state: &str, expires_at: u64, now: u64) -> bool {
+        self.prune(now);
+        match self.used.entry(state.to_string()) {
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(expires_at);
+                if let Ok(mut order) = self.order.lock() {
+                    order.push_back((expires_at, state.to_string()));
+                }
+                true
+            }
+        }
+    }
+
+    /// How many states are remembered.
+    pub fn len(&self) -> usize {
+        self.used.len()
+    }
+
+    /// True when none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.used.is_empty()
+    }
+
+    fn prune(&self, now: u64) {
+        let Ok(mut order) = self.order.lock() else {
+            return;
+        };
+        while order.front().is_some_and(|(exp, _)| *exp <= now) {
+            if let Some((_, state)) = order.pop_front() {
+                self.used.remove(&state);
+            }
+        }
+    }
+}
+
 /// Seals and opens the proxy's cookies. Built once at start-up; cheap to use per request.
 pub struct CookieCodec {
     key: Key,
@@ -431,6 +479,27 @@ mod tests {
         let b = codec(SECRET);
         let s = Session::new(&user(), Duration::from_secs(60));
         assert_eq!(b.session(&headers(&a.session_cookie(&s))), Some(s));
+    }
+
+    /// A state is used once; concurrent callbacks with it: exactly one passes; expired ones
+    /// are forgotten in order.
+    #[test]
+    fn used_states() {
+        let u = std::sync::Arc::new(UsedStates::default());
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| u.consume("st", 100, 10) as usize))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(wins, 1);
+        assert!(u.consume("other", 150, 20));
+        assert!(!u.consume("other", 150, 30));
+        // At 120 "st" has expired and is forgotten (its login state cookie has expired too,
+        // so the callback refuses it before asking here); "other" is still remembered.
+        assert!(u.consume("third", 300, 120));
+        assert_eq!(u.len(), 2);
+        assert!(!u.consume("other", 150, 120));
     }
 
     /// Raw UTF-8 (and any other byte) elsewhere in `Cookie` does not hide a valid session.

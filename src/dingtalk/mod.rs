@@ -38,6 +38,7 @@ struct Inner {
     corp_id: String,
     api_base: String,
     new_api_base: String,
+    login_base: url::Url,
     user_api: UserApi,
     token_api: TokenApi,
     token: TokenCache,
@@ -67,11 +68,31 @@ impl DingTalk {
                 corp_id: cfg.corp_id.clone(),
                 api_base: cfg.api_base.as_str().trim_end_matches('/').to_string(),
                 new_api_base: cfg.new_api_base.as_str().trim_end_matches('/').to_string(),
+                login_base: cfg.login_base.clone(),
                 user_api: cfg.user_api,
                 token_api: cfg.token_api,
                 token: TokenCache::default(),
             }),
         })
+    }
+
+    /// DingTalk's OAuth (QR) login page for a browser login: back to `redirect_uri` with
+    /// `authCode` and this `state`; `corpId` preselects our organisation.
+    pub fn oauth_url(&self, redirect_uri: &str, state: &str) -> String {
+        let i = &self.inner;
+        let mut url = i.login_base.clone();
+        let path = format!("{}/oauth2/auth", i.login_base.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &i.app_key)
+            .append_pair("scope", "openid")
+            .append_pair("state", state)
+            .append_pair("prompt", "consent")
+            .append_pair("corpId", &i.corp_id);
+        url.into()
     }
 
     /// The cached app access token, fetched when needed.
