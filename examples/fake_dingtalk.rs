@@ -1,5 +1,7 @@
 //! Runs the fake DingTalk alone: `cargo run --example fake_dingtalk [-- --port N]`.
-//! Prints one line, `fake dingtalk listening on http://127.0.0.1:PORT`, then serves until killed.
+//! Its first line is `fake dingtalk listening on http://127.0.0.1:PORT`; then its app key,
+//! secret, corp id and users, and the `export DAP_…=…` lines that point your own proxy at it
+//! (the same as on its index page, `GET /`). Serves until killed.
 
 use std::io::Write;
 
@@ -26,13 +28,31 @@ async fn main() {
     let fake = dingtalk_auth_proxy::fake::FakeDingTalk::new()
         .serve(listener)
         .await;
-    println!("fake dingtalk listening on {}", fake.base_url());
-    println!(
-        "app_key={} corp_id={} users: zhangsan lisi inactive nomobile; mint a code: {}/_fake/mint?userid=zhangsan",
-        fake.app_key(),
-        fake.corp_id(),
-        fake.base_url()
-    );
+    let base = fake.base_url();
+    println!("fake dingtalk listening on {base}");
+    println!("A stand-in for DingTalk for tests and the demo (not DingTalk); {base}/ shows all of this.");
+    println!();
+    println!("app key:     {}", fake.app_key());
+    println!("app secret:  {}", fake.app_secret());
+    println!("corp id:     {}", fake.corp_id());
+    println!("users:       zhangsan (the in-app JSAPI user), lisi, nomobile (no mobile), inactive (cannot log in)");
+    println!("mint a code: {base}/_fake/mint?userid=zhangsan");
+    println!();
+    println!("# Point your own dingtalk-auth-proxy at it:");
+    for (key, value) in [
+        ("DAP_DINGTALK__APP_KEY", fake.app_key()),
+        ("DAP_DINGTALK__APP_SECRET", fake.app_secret()),
+        ("DAP_DINGTALK__CORP_ID", fake.corp_id()),
+        ("DAP_DINGTALK__API_BASE", base.clone()),
+        ("DAP_DINGTALK__NEW_API_BASE", base.clone()),
+        ("DAP_DINGTALK__LOGIN_BASE", base.clone()),
+        ("DAP_DINGTALK__JSAPI_URL", fake.jsapi_url()),
+    ] {
+        println!("export {key}={value}");
+    }
+    println!("# plus a session secret and your app, then run the proxy (cargo run):");
+    println!("export DAP_SESSION__SECRET=\"$(head -c 32 /dev/urandom | base64)\"");
+    println!("export DAP_UPSTREAM=http://127.0.0.1:3000");
     let _ = std::io::stdout().flush();
     let _ = tokio::signal::ctrl_c().await;
 }

@@ -89,6 +89,30 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Body>, std::convert::In
     Ok(response::json(StatusCode::OK, &json))
 }
 
+/// The demo app's page: a bar with who is signed in and the sign-out link (visible without
+/// scrolling), then the request's headers, the identity ones first. Header names never wrap
+/// (`nowrap`); values wrap anywhere. Under 600 px each header is a name line over a value line.
+const ECHO_STYLE: &str = "*{box-sizing:border-box}body{font-family:-apple-system,BlinkMacSystemFont,\
+'PingFang SC','Microsoft YaHei','Segoe UI',sans-serif;background:#f5f6f7;color:#1f2329;margin:0}\
+.bar{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:8px 16px;\
+background:#fff;box-shadow:0 1px 4px rgba(0,0,0,.08);padding:10px 20px}.app{font-weight:600;\
+font-size:17px}.who{display:flex;align-items:center;gap:10px;flex-wrap:wrap;font-size:14px}\
+.who .label{color:#646a73}.btn{display:inline-block;padding:6px 14px;border-radius:6px;\
+background:#eff0f1;color:#1f2329;text-decoration:none;font-size:14px;white-space:nowrap}\
+.btn:hover{background:#dee0e3}main{max-width:960px;margin:16px auto;background:#fff;\
+border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08);padding:20px 24px}\
+h1{font-size:18px;margin:0 0 8px}p{line-height:1.6;margin:8px 0}.en{color:#646a73;font-size:14px}\
+code,th,td{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,'Noto Sans Mono CJK SC',monospace;\
+font-size:13px}.req{background:#f5f6f7;border-radius:6px;padding:6px 10px;overflow-wrap:anywhere}\
+.scroll{overflow-x:auto;margin-top:12px}table{border-collapse:collapse;width:100%}\
+th,td{text-align:left;vertical-align:top;padding:6px 10px;border-top:1px solid #eee}\
+th{white-space:nowrap;font-weight:normal;color:#646a73;width:1%}td{overflow-wrap:anywhere;\
+word-break:normal}tr.id th,tr.id td{background:#e8f0ff;color:#1f2329;font-weight:600}\
+.links{font-size:14px;margin-top:16px}a{color:#3370ff}\
+@media (max-width:600px){.bar{padding:10px 16px}main{margin:12px 8px;padding:16px 12px}\
+table,tbody,tr,th,td{display:block;width:auto}tr{border-top:1px solid #eee;padding:6px 0}\
+th,td{border-top:0;padding:2px 8px}}";
+
 fn echo_page(
     method: &http::Method,
     path: &str,
@@ -109,7 +133,7 @@ fn echo_page(
             rows.push_str(&format!(
                 "<tr{class}><th>{}</th><td id=\"h-{}\">{}</td></tr>",
                 t(name),
-                t(name),
+                html_escape::encode_double_quoted_attribute(name),
                 t(v)
             ));
         }
@@ -121,15 +145,19 @@ fn echo_page(
         .unwrap_or("(none)");
     let html = format!(
         "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Demo app</title>\
-<style>body{{font-family:sans-serif;margin:24px;color:#1f2329}}table{{border-collapse:collapse}}\
-th,td{{border:1px solid #dee0e3;padding:4px 8px;text-align:left;font-size:14px;word-break:break-all}}\
-tr.id{{background:#e8f0ff;font-weight:bold}}</style></head><body>\
-<h1>演示应用 · Demo app</h1><p>你好 / Hello, <b id=\"user\">{user}</b></p>\
-<p>{method} {path}</p><p>这个应用自己没有登录功能；它收到的请求头如下 / This app has no login of its own; \
-these are the headers it received:</p><table>{rows}</table>\
-<p><a id=\"logout\" href=\"/_auth/logout\">退出登录 / Sign out</a> · <a href=\"/_auth/userinfo\">/_auth/userinfo</a></p>\
-</body></html>",
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>演示应用 · Demo app</title>\
+<style>{ECHO_STYLE}</style></head><body>\
+<header class=\"bar\"><span class=\"app\">演示应用 · Demo app</span><span class=\"who\">\
+<span class=\"label\">你好 / Hello,</span><b id=\"user\">{user}</b>\
+<a class=\"btn\" id=\"logout\" href=\"/_auth/logout\">退出登录 / Sign out</a></span></header>\
+<main><h1>这个应用收到的请求头 <span class=\"en\">Headers this app received</span></h1>\
+<p>这个应用自己没有登录功能；高亮的身份请求头由 dingtalk-auth-proxy 加入。<br>\
+<span class=\"en\">This app has no login of its own; the highlighted identity headers were set by \
+dingtalk-auth-proxy.</span></p>\
+<p class=\"req\"><code id=\"request\">{method} {path}</code></p>\
+<div class=\"scroll\"><table id=\"headers\"><tbody>{rows}</tbody></table></div>\
+<p class=\"links\">JSON: <a href=\"/_auth/userinfo\">/_auth/userinfo</a></p>\
+</main></body></html>",
         user = t(user),
         method = t(method.as_str()),
         path = t(path),

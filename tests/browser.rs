@@ -425,3 +425,60 @@ async fn inactive_account_page_in_a_browser() {
     .await;
     b.finish("inactive_account_page_in_a_browser", result).await;
 }
+
+/// The demo app page at phone width never breaks a header name mid-word, and on a desktop its
+/// sign-out link is visible without scrolling; the fake DingTalk's index page lists what a
+/// user needs to point their own proxy at it. Screenshots of all three are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_pages_layout() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let h = start().await;
+    let b = Browser::start(None).await;
+    let result = async {
+        b.client.goto(&format!("{}/", h.fake.base_url())).await?;
+        let index = b.text("body").await?;
+        for needed in [
+            h.fake.app_key(),
+            h.fake.app_secret(),
+            h.fake.corp_id(),
+            "DAP_DINGTALK__JSAPI_URL".to_string(),
+            "zhangsan".to_string(),
+        ] {
+            ensure!(index.contains(&needed), "fake index page lacks {needed}");
+        }
+        screenshot(&b.client, "page-fake-index").await;
+        b.client.goto(&format!("{}/app", h.base)).await?;
+        b.click("#approve-wangwu").await?;
+        assert_app_shows(&b, "wangwu", "13900000002").await?;
+        b.client.set_window_size(1280, 800).await?;
+        let visible = b
+            .client
+            .execute(
+                "const r=document.getElementById('logout').getBoundingClientRect();\
+                 return r.bottom>0 && r.bottom<=window.innerHeight;",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            visible == serde_json::json!(true),
+            "sign-out below the fold"
+        );
+        screenshot(&b.client, "page-demo-desktop").await;
+        b.client.set_window_size(375, 812).await?;
+        // A header name is one word-ish token: it must not wrap onto a second line.
+        let wrapped = b
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#headers th')].filter(th=>{\
+                   const r=document.createRange(); r.selectNodeContents(th);\
+                   return r.getClientRects().length>1;}).map(th=>th.textContent);",
+                vec![],
+            )
+            .await?;
+        ensure!(wrapped == serde_json::json!([]), "names wrapped: {wrapped}");
+        screenshot(&b.client, "page-demo-phone").await;
+        Ok(())
+    }
+    .await;
+    b.finish("demo_pages_layout", result).await;
+}

@@ -79,6 +79,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
             &p["/v1.0/contact/users/".len()..],
             user_token.as_deref(),
         ),
+        (&Method::GET | &Method::HEAD, "/") => pages::index(state),
         (_, "/oauth2/auth") => pages::oauth_page(state, &params),
         (&Method::POST, "/oauth2/approve") => approve(state, &params),
         (_, "/dingtalk.open.js") => pages::jsapi(state, params.str("userid"), &user_agent),
