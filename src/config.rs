@@ -85,7 +85,8 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A secret value (app secret, session secret). `Debug`, `Display` and `Serialize` redact it.
+/// A secret value (app secret, session secret, Redis URL). `Debug` redacts it; `Serialize`
+/// keeps it (figment needs the real default) and [`Config::redacted_toml`] redacts it.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -114,13 +115,12 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Serializes the real value: config defaults travel through `Serialize` into figment, and a
+/// redacting `Serialize` turned non-empty defaults (`session.redis_url`) into `<redacted>`.
+/// Redaction happens only where a config is shown ([`Config::redacted_toml`]).
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.is_empty() {
-            s.serialize_str("")
-        } else {
-            s.serialize_str("<redacted>")
-        }
+        s.serialize_str(&self.0)
     }
 }
 
@@ -887,6 +887,16 @@ fn write_value(out: &mut String, key: &str, value: &Value) {
             out.push_str("# upstream is unset: auth-only mode\n");
         }
         Value::Empty(..) => out.push_str(&format!("# {key} is unset\n")),
+        Value::String(_, v) if SECRET_KEYS.contains(&key) && !v.is_empty() => {
+            // A URL keeps its shape with the password masked; other secrets show nothing.
+            let shown = if key == "session.redis_url" {
+                masked(v)
+            } else {
+                "<redacted>".to_string()
+            };
+            let json = serde_json::to_string(&shown).unwrap_or_default();
+            out.push_str(&format!("{key} = {json}\n"));
+        }
         other => {
             let json = serde_json::to_string(other).unwrap_or_default();
             out.push_str(&format!("{key} = {json}\n"));
@@ -1539,6 +1549,20 @@ mod tests {
         assert!(e.contains("access.skip_auth[0]"), "{e}");
         let f = base().merge(Toml::string("upstream = \"https://x\""));
         assert!(Config::from_figment(f).is_err());
+    }
+
+    /// Defaults keep their real values (redaction is only for display): redis_url loads as
+    /// its default and prints without a password.
+    #[test]
+    fn defaults_are_not_redacted() {
+        let c = Config::from_figment(base()).unwrap();
+        assert_eq!(c.session.redis_url.expose(), "redis://127.0.0.1:6379");
+        let f = base().merge(Toml::string(
+            "[session]\nredis_url = \"redis://:hunter2pass@10.0.0.1:6379/0\"",
+        ));
+        let t = Config::from_figment(f).unwrap().redacted_toml();
+        assert!(!t.contains("hunter2pass"), "{t}");
+        assert!(t.contains("session.redis_url = \"redis://"), "{t}");
     }
 
     /// Redacted output never contains either secret.

@@ -107,7 +107,9 @@ pub async fn serve<H, F>(
         .await
         .is_err()
     {
-        tracing::warn!("connections still open after {DRAIN_DEADLINE:?}; closing them");
+        tracing::warn!(
+            "connections still open after {DRAIN_DEADLINE:?}; no longer waiting for them"
+        );
     }
 }
 

@@ -1,5 +1,7 @@
 //! Prometheus metrics, served on `admin_listen` at `/metrics` (with `/healthz` and `/readyz`).
-//! Counters are plain atomics: the proxy's hot path only increments.
+//! Each counter is an atomic; a labelled family finds its counter under a read lock first
+//! (`Family::get_or_create`), so the hot path takes a shared lock, never an exclusive one once
+//! every label has been seen.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;

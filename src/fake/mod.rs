@@ -1,7 +1,6 @@
 //! A fake DingTalk for tests and the demo (feature `fake`): one HTTP server with the same
-//! paths, methods, JSON fields and errcodes as DingTalk's oapi, new API and login page
-//! (see `shared/dingtalk-api.md`), tokens that really expire, single-use auth codes that
-//! expire after 5 minutes, a user directory, per-path call counters, injectable failures,
+//! paths, methods, JSON fields and errcodes as DingTalk's documented oapi, new API and login
+//! page, tokens that really expire, single-use auth codes that expire after 5 minutes, a user directory, per-path call counters, injectable failures,
 //! and a stand-in for the `dingtalk.open.js` JSAPI.
 //!
 //! Start one with [`FakeDingTalk::new`]`().start().await`; drive it through [`FakeHandle`].
