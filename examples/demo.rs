@@ -29,7 +29,9 @@ async fn main() {
         };
     let url = format!("http://{}/", demo.proxy.addr);
     println!("fake DingTalk:  {}", demo.dingtalk.base_url());
-    println!("                (a stand-in, not DingTalk; its page lists its users, app key and secret)");
+    println!(
+        "                (a stand-in, not DingTalk; its page lists its users, app key and secret)"
+    );
     println!(
         "demo app:       http://{} (behind the proxy)",
         demo.upstream

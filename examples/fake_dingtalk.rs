@@ -30,7 +30,9 @@ async fn main() {
         .await;
     let base = fake.base_url();
     println!("fake dingtalk listening on {base}");
-    println!("A stand-in for DingTalk for tests and the demo (not DingTalk); {base}/ shows all of this.");
+    println!(
+        "A stand-in for DingTalk for tests and the demo (not DingTalk); {base}/ shows all of this."
+    );
     println!();
     println!("app key:     {}", fake.app_key());
     println!("app secret:  {}", fake.app_secret());

@@ -24,8 +24,10 @@ use crate::session::{now_secs, CookieCodec, Session, UsedStates};
 /// What happens to a request, decided once ([`Shared::decide`]) for both modes.
 #[derive(Debug)]
 pub enum Decision {
-    /// A `skip_auth` path: served without login and without identity.
-    Skip,
+    /// A `skip_auth` path: served without login; with the user's identity when a valid
+    /// session of an allowed user comes along (the contract's "200 + identity headers when
+    /// the session is valid" for `verify`, and the same in proxy mode).
+    Skip(Option<Session>),
     /// Logged in and allowed by `[access]`.
     Allow(Session),
     /// Logged in but refused by `[access]`.
@@ -255,18 +257,20 @@ impl Shared {
     }
 
     /// The one access decision, for the reverse proxy and for `verify` alike, in one order:
-    /// a `skip_auth` path passes without identity (no session is even read); otherwise the
-    /// session (revalidated) decides, then `[access]`. `path` is the request's own path, or
-    /// for `verify` the one the trusted front server reports (`None` when it reports none).
+    /// the session (revalidated, so a revoked user is never passed on), then the path: a
+    /// `skip_auth` path passes (with identity only for an allowed user), any other needs a
+    /// session, then `[access]`. `path` is the request's own path, or for `verify` the one the
+    /// trusted front server reports (`None` when it reports none).
     pub async fn decide(
         &self,
         path: Option<&str>,
         headers: &HeaderMap,
     ) -> (Decision, Option<String>) {
-        if path.is_some_and(|p| self.access.skips(p)) {
-            return (Decision::Skip, None);
-        }
         let (session, set_cookie) = self.current_session(headers).await;
+        if path.is_some_and(|p| self.access.skips(p)) {
+            let session = session.filter(|s| self.access.allows(s));
+            return (Decision::Skip(session), set_cookie);
+        }
         let decision = match session {
             None => Decision::Unauthenticated,
             Some(s) if self.access.allows(&s) => Decision::Allow(s),

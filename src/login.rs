@@ -271,28 +271,11 @@ pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Resp
     let mut resp = match decision {
         Decision::Allow(s) => {
             app.metrics.verify("ok");
-            let mut resp = response::status(StatusCode::OK);
-            // Every configured header, empty when the user has no such value: web servers
-            // that copy them (Caddy's copy_headers) then overwrite the client's own with
-            // nothing instead of passing them on.
-            for name in app.identity.names() {
-                resp.headers_mut()
-                    .insert(name.clone(), HeaderValue::from_static(""));
-            }
-            for (name, value) in app.identity.values(&s) {
-                resp.headers_mut().insert(name.clone(), value);
-            }
-            resp
+            identity_answer(app, Some(&s))
         }
-        Decision::Skip => {
-            // As in proxy mode: a skip_auth path carries no identity, logged in or not.
+        Decision::Skip(s) => {
             app.metrics.verify("skip");
-            let mut resp = response::status(StatusCode::OK);
-            for name in app.identity.names() {
-                resp.headers_mut()
-                    .insert(name.clone(), HeaderValue::from_static(""));
-            }
-            resp
+            identity_answer(app, s.as_ref())
         }
         Decision::Forbidden(_) => {
             app.metrics.verify("forbidden");
@@ -305,6 +288,23 @@ pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Resp
     };
     if let Some(c) = set_cookie {
         response::set_cookie(&mut resp, &c);
+    }
+    resp
+}
+
+/// 200 with every configured identity header: the user's values, empty when there is no user
+/// or no such value — web servers that copy them (Caddy's copy_headers) then overwrite the
+/// client's own with nothing instead of passing them on.
+fn identity_answer(app: &Shared, session: Option<&Session>) -> Response<Body> {
+    let mut resp = response::status(StatusCode::OK);
+    for name in app.identity.names() {
+        resp.headers_mut()
+            .insert(name.clone(), HeaderValue::from_static(""));
+    }
+    if let Some(s) = session {
+        for (name, value) in app.identity.values(s) {
+            resp.headers_mut().insert(name.clone(), value);
+        }
     }
     resp
 }

@@ -86,14 +86,17 @@ impl Revalidator {
         if let Some(verdict) = self.known(session) {
             return verdict;
         }
-        // A check is running for this user: wait for its answer, bounded.
-        let running = self.in_flight.get(&session.userid).map(|r| r.clone());
-        if let Some(mut done) = running {
-            let _ = tokio::time::timeout(self.wait, done.wait_for(|d| *d)).await;
-            return self.known(session).unwrap_or(Verdict::Fresh);
+        // Start the one check for this user, or — when one is running (even one started a
+        // moment ago by a concurrent request) — wait for its answer, bounded.
+        match self.start(dingtalk, &session.userid) {
+            // This request started the check and is served as it is — unless an answer
+            // landed between the look above and the start (then that answer counts).
+            None => self.known(session).unwrap_or(Verdict::Fresh),
+            Some(mut done) => {
+                let _ = tokio::time::timeout(self.wait, done.wait_for(|d| *d)).await;
+                self.known(session).unwrap_or(Verdict::Fresh)
+            }
         }
-        self.start(dingtalk, &session.userid);
-        Verdict::Fresh
     }
 
     /// The verdict already known for `session`, or `None` when a check is needed.
@@ -119,11 +122,12 @@ impl Revalidator {
         None
     }
 
-    /// Starts the one background check for `userid` unless one is running.
-    fn start(&self, dingtalk: &DingTalk, userid: &str) {
+    /// Starts the one background check for `userid` and returns `None`; when one is already
+    /// running, returns what to wait on instead. One atomic map entry decides which.
+    fn start(&self, dingtalk: &DingTalk, userid: &str) -> Option<watch::Receiver<bool>> {
         let (tx, rx) = watch::channel(false);
         match self.in_flight.entry(userid.to_string()) {
-            dashmap::Entry::Occupied(_) => return,
+            dashmap::Entry::Occupied(running) => return Some(running.get().clone()),
             dashmap::Entry::Vacant(v) => {
                 v.insert(rx);
             }
@@ -142,6 +146,7 @@ impl Revalidator {
             this.in_flight.remove(&userid);
             let _ = tx.send(true);
         });
+        None
     }
 
     async fn ask(&self, dingtalk: &DingTalk, userid: &str) -> Checked {

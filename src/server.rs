@@ -43,9 +43,9 @@ impl App {
         // 2. One decision, on the request's own path (never its query or forwarded headers).
         let (decision, set_cookie) = app.decide(Some(req.uri().path()), req.headers()).await;
         let session = match decision {
-            Decision::Skip => {
+            Decision::Skip(session) => {
                 app.metrics.request("skipped");
-                None
+                session
             }
             Decision::Allow(session) => {
                 app.metrics.request("proxied");

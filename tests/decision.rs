@@ -11,8 +11,8 @@ use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeUser};
 /// empty).
 type Outcome = (u16, Option<String>);
 
-/// Every case, in both modes: skip paths carry no identity even for a logged-in user; other
-/// paths need a session, then `[access]`.
+/// Every case, in both modes: skip paths pass anyone, with identity only for an allowed
+/// logged-in user; other paths need a session, then `[access]`.
 #[tokio::test]
 async fn proxy_and_verify_agree() {
     let fake = FakeDingTalk::new()
@@ -40,7 +40,7 @@ async fn proxy_and_verify_agree() {
 
     let table: [(&str, Option<&str>, Outcome); 6] = [
         ("/public/x", None, (200, None)),
-        ("/public/x", Some(&allowed), (200, None)),
+        ("/public/x", Some(&allowed), (200, Some("wangwu".into()))),
         ("/public/x", Some(&refused), (200, None)),
         ("/app", None, (401, None)),
         ("/app", Some(&allowed), (200, Some("wangwu".into()))),
