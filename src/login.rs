@@ -193,7 +193,11 @@ async fn callback_inner(
         app.metrics.login("denied");
         let reason = format!(
             "not approved at DingTalk ({})",
-            err.chars().take(64).collect::<String>()
+            // The client chose this text: only plain characters reach the log (no newlines).
+            err.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "_-. ".contains(*c))
+                .take(64)
+                .collect::<String>()
         );
         refused(client, None, &reason);
         return pages::error(
