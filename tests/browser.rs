@@ -360,6 +360,11 @@ async fn app_down_page_in_a_browser() {
     let result = async {
         b.client.goto(&format!("{}/reports?q=1", h.base)).await?;
         b.click("#approve-wangwu").await?;
+        let base = h.base.clone();
+        b.wait_url("back on the page", |u| {
+            u.as_str().starts_with(&base) && u.path() == "/reports"
+        })
+        .await?;
         let heading = b.text("h1").await?;
         ensure!(heading.contains("应用暂时无法访问"), "heading {heading:?}");
         let body = b.text("main").await?;
@@ -401,6 +406,11 @@ async fn inactive_account_page_in_a_browser() {
     let result = async {
         b.client.goto(&format!("{}/reports", h.base)).await?;
         b.click("#approve-newbie").await?;
+        let base = h.base.clone();
+        b.wait_url("the callback's page", |u| {
+            u.as_str().starts_with(&base) && u.path() == "/_auth/callback"
+        })
+        .await?;
         let heading = b.text("h1").await?;
         ensure!(heading.contains("尚未激活"), "heading {heading:?}");
         let body = b.text("main").await?;
