@@ -16,18 +16,18 @@ pub struct Access {
 }
 
 impl Access {
-    /// Compiles the rules (regexes were validated with the config; a failure skips nothing).
-    pub fn new(config: &AccessConfig) -> Access {
+    /// Compiles the rules; an invalid regex is an error, never a rule quietly dropped.
+    pub fn new(config: &AccessConfig) -> Result<Access, regex::Error> {
         let skip = if config.skip_auth.is_empty() {
             None
         } else {
-            RegexSet::new(&config.skip_auth).ok()
+            Some(RegexSet::new(&config.skip_auth)?)
         };
-        Access {
+        Ok(Access {
             userids: config.allow_userids.iter().cloned().collect(),
             dept_ids: config.allow_dept_ids.iter().copied().collect(),
             skip,
-        }
+        })
     }
 
     /// True when the user may pass: no rule configured, or listed by userid, or a member of
@@ -134,12 +134,15 @@ mod tests {
     /// Empty lists allow everyone; otherwise userid or department decides.
     #[test]
     fn allow_rules() {
-        assert!(Access::new(&AccessConfig::default()).allows(&session("x", &[])));
+        assert!(Access::new(&AccessConfig::default())
+            .unwrap()
+            .allows(&session("x", &[])));
         let a = Access::new(&AccessConfig {
             allow_userids: vec!["boss".into()],
             allow_dept_ids: vec![7],
             skip_auth: vec![],
-        });
+        })
+        .unwrap();
         assert!(a.allows(&session("boss", &[])));
         assert!(a.allows(&session("x", &[3, 7])));
         assert!(!a.allows(&session("x", &[3])));
@@ -151,7 +154,8 @@ mod tests {
         let a = Access::new(&AccessConfig {
             skip_auth: vec!["^/public/".into(), "^/health$".into()],
             ..Default::default()
-        });
+        })
+        .unwrap();
         assert!(a.skips("/public/x.css"));
         assert!(a.skips("/health"));
         assert!(!a.skips("/private?/public/"));

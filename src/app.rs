@@ -21,6 +21,14 @@ use crate::response::{self, Body};
 use crate::revalidate::{Revalidator, Verdict};
 use crate::session::{now_secs, CookieCodec, Session, UsedStates};
 
+/// A config problem found while compiling it (validation normally reports it first).
+fn invalid(key: &str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
 /// What happens to a request, decided once ([`Shared::decide`]) for both modes.
 #[derive(Debug)]
 pub enum Decision {
@@ -111,9 +119,9 @@ impl App {
         let callback_path = format!("{}/callback", config.auth_prefix);
         let callback_url = format!("{}{}", config.public_origin(), callback_path);
         Ok(App(Arc::new(Shared {
-            codec: CookieCodec::new(&config),
-            identity: IdentityHeaders::new(&config.headers),
-            access: Access::new(&config.access),
+            codec: CookieCodec::new(&config).map_err(|e| invalid("session.secret", e))?,
+            identity: IdentityHeaders::new(&config.headers).map_err(|e| invalid("headers", e))?,
+            access: Access::new(&config.access).map_err(|e| invalid("access.skip_auth", e))?,
             dingtalk,
             upstream,
             metrics: Metrics::new(),

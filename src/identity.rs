@@ -37,8 +37,8 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    /// Parses the configured names (validated by config, so failures only drop the header).
-    pub fn new(config: &HeadersConfig) -> IdentityHeaders {
+    /// Parses the configured names; an invalid one is an error, never a header quietly dropped.
+    pub fn new(config: &HeadersConfig) -> Result<IdentityHeaders, http::header::InvalidHeaderName> {
         let fields = [
             (&config.user_id, Field::UserId),
             (&config.mobile, Field::Mobile),
@@ -49,21 +49,20 @@ impl IdentityHeaders {
             (&config.dept_ids, Field::DeptIds),
             (&config.title, Field::Title),
         ];
-        let headers: Vec<(HeaderName, Field)> = fields
-            .into_iter()
-            .filter_map(|(name, field)| {
-                let name = HeaderName::from_bytes(name.as_deref()?.as_bytes()).ok()?;
-                Some((name, field))
-            })
-            .collect();
+        let mut headers: Vec<(HeaderName, Field)> = Vec::new();
+        for (name, field) in fields {
+            if let Some(name) = name.as_deref() {
+                headers.push((HeaderName::from_bytes(name.as_bytes())?, field));
+            }
+        }
         let normalized = headers
             .iter()
             .map(|(n, _)| n.as_str().bytes().map(fold).collect())
             .collect();
-        IdentityHeaders {
+        Ok(IdentityHeaders {
             headers,
             normalized,
-        }
+        })
     }
 
     /// True when `name` is one of ours in some spelling (`X_User_Id`, `x-user-id`, …).
@@ -175,7 +174,7 @@ mod tests {
     /// Every spelling of a configured header is stripped; other headers stay.
     #[test]
     fn strips_all_spellings() {
-        let ids = IdentityHeaders::new(&HeadersConfig::default());
+        let ids = IdentityHeaders::new(&HeadersConfig::default()).unwrap();
         let mut h = HeaderMap::new();
         for n in [
             "X-User-Id",
@@ -204,7 +203,7 @@ mod tests {
             dept_ids: Some("X-User-Depts".into()),
             ..HeadersConfig::default()
         };
-        let ids = IdentityHeaders::new(&cfg);
+        let ids = IdentityHeaders::new(&cfg).unwrap();
         let mut h = HeaderMap::new();
         ids.apply(&mut h, &session());
         assert_eq!(h["x-user-id"], "zhangsan");

@@ -182,16 +182,16 @@ pub struct CookieCodec {
 }
 
 impl CookieCodec {
-    /// Derives the cookie key from `session.secret` (validated to be ≥ 32 bytes).
-    pub fn new(config: &Config) -> CookieCodec {
-        CookieCodec {
-            key: derive_key(config.session.secret.expose()),
+    /// Derives the cookie key from `session.secret`; a short secret is an error.
+    pub fn new(config: &Config) -> Result<CookieCodec, SecretTooShort> {
+        Ok(CookieCodec {
+            key: derive_key(config.session.secret.expose())?,
             name: config.session.cookie_name.clone(),
             state_name: format!("{}_state", config.session.cookie_name),
             state_path: config.auth_prefix.clone(),
             secure: config.secure_cookies(),
             ttl: config.session.ttl,
-        }
+        })
     }
 
     /// The session cookie's name.
@@ -348,17 +348,21 @@ impl CookieCodec {
 }
 
 /// Derives the AES-GCM key from the configured secret (HKDF inside `cookie::Key`).
-fn derive_key(secret: &str) -> Key {
+fn derive_key(secret: &str) -> Result<Key, SecretTooShort> {
     let bytes = secret.as_bytes();
-    if bytes.len() >= 32 {
-        Key::derive_from(bytes)
-    } else {
-        // Config validation rejects short secrets; pad defensively instead of panicking.
-        let mut padded = bytes.to_vec();
-        padded.resize(32, 0);
-        Key::derive_from(&padded)
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(SecretTooShort(bytes.len()));
     }
+    Ok(Key::derive_from(bytes))
 }
+
+/// The fewest bytes `session.secret` may have.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// `session.secret` is too short to derive a key from (never padded).
+#[derive(Debug, thiserror::Error)]
+#[error("session.secret is {0} bytes; it must be at least 32")]
+pub struct SecretTooShort(pub usize);
 
 /// The values of every cookie called `name` in the request's `Cookie` headers, in order.
 ///
@@ -410,7 +414,7 @@ mod tests {
     fn codec(secret: &str) -> CookieCodec {
         let mut c = Config::default();
         c.session.secret = crate::config::Secret::new(secret);
-        CookieCodec::new(&c)
+        CookieCodec::new(&c).unwrap()
     }
 
     fn user() -> User {

@@ -77,3 +77,34 @@ async fn proxy_and_verify_agree() {
         assert_eq!((status, id), expected, "verify {path} {cookie:?}");
     }
 }
+
+/// A config that was never validated cannot start a proxy: nothing downstream pads a short
+/// secret, drops a bad rule or a bad header name.
+#[tokio::test]
+async fn unvalidated_configs_do_not_start() {
+    let fake = FakeDingTalk::new().start().await.unwrap();
+    let upstream = dingtalk_auth_proxy::demo::start_echo().await.unwrap();
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let base = || {
+        let mut c = dingtalk_auth_proxy::demo::demo_config(&fake, upstream, listen);
+        c.session.secret = dingtalk_auth_proxy::config::Secret::new(SECRET);
+        c
+    };
+    let mut short = base();
+    short.session.secret = dingtalk_auth_proxy::config::Secret::new("short");
+    let mut rule = base();
+    rule.access.skip_auth = vec!["([".into()];
+    let mut header = base();
+    header.headers.user_id = Some("bad header".into());
+    for (config, key) in [
+        (short, "session.secret"),
+        (rule, "access.skip_auth"),
+        (header, "headers.user_id"),
+    ] {
+        match dingtalk_auth_proxy::start(config).await {
+            Ok(_) => panic!("started with a bad {key}"),
+            Err(e) => assert!(e.to_string().contains(key), "{key}: {e}"),
+        }
+    }
+    assert!(dingtalk_auth_proxy::start(base()).await.is_ok());
+}

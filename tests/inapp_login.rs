@@ -249,7 +249,7 @@ async fn bad_cookies_are_logged_out() {
     let mut foreign_cfg = h.config.clone();
     foreign_cfg.session.secret =
         dingtalk_auth_proxy::config::Secret::new("a-completely-different-secret-0123456789");
-    let foreign = CookieCodec::new(&foreign_cfg);
+    let foreign = CookieCodec::new(&foreign_cfg).unwrap();
     let s = Session::new(&user, std::time::Duration::from_secs(3600));
     let pair = foreign
         .session_cookie(&s)
@@ -259,7 +259,7 @@ async fn bad_cookies_are_logged_out() {
         .to_string();
     assert_eq!(api(pair).await, 401);
 
-    let ours = CookieCodec::new(&h.config);
+    let ours = CookieCodec::new(&h.config).unwrap();
     let mut expired = Session::new(&user, std::time::Duration::from_secs(3600));
     expired.expires_at = expired.issued_at - 1;
     let pair = ours

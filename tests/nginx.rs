@@ -108,7 +108,7 @@ async fn refused_user_is_403() {
         ..Default::default()
     };
     let session = dingtalk_auth_proxy::session::Session::new(&user, Duration::from_secs(600));
-    let codec = dingtalk_auth_proxy::session::CookieCodec::new(&s.h.config);
+    let codec = dingtalk_auth_proxy::session::CookieCodec::new(&s.h.config).unwrap();
     let cookie = codec
         .session_cookie(&session)
         .split(';')

@@ -93,6 +93,7 @@ fn access() -> Access {
         skip_auth: vec!["^/public/".into(), "^/static/[^/]*\\.css$".into()],
         ..Default::default()
     })
+    .unwrap()
 }
 
 proptest! {
@@ -148,7 +149,7 @@ proptest! {
                 c => c,
             })
             .collect();
-        let ids = IdentityHeaders::new(&HeadersConfig::default());
+        let ids = IdentityHeaders::new(&HeadersConfig::default()).unwrap();
         let mut h = HeaderMap::new();
         h.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("evil"));
         h.insert("x-other", HeaderValue::from_static("ok"));
@@ -164,7 +165,7 @@ proptest! {
     ) {
         let mut config = Config::default();
         config.session.secret = Secret::new("property-test-secret-0123456789abcdef");
-        let codec = CookieCodec::new(&config);
+        let codec = CookieCodec::new(&config).unwrap();
         let mut value = if named {
             b"dap_session=".to_vec()
         } else {

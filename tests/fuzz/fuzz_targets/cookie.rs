@@ -22,7 +22,7 @@ fn codec() -> &'static CookieCodec {
         let mut config = Config::default();
         config.session.secret = Secret::new("fuzz-secret-0123456789abcdef0123456789");
         assert_eq!(config.session.cookie_name, NAME);
-        CookieCodec::new(&config)
+        CookieCodec::new(&config).expect("a valid secret")
     })
 }
 

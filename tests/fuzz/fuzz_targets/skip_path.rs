@@ -61,6 +61,7 @@ fn access() -> &'static Access {
             skip_auth: vec!["^/public/".into()],
             ..Default::default()
         })
+        .expect("a valid rule")
     })
 }
 
