@@ -44,7 +44,7 @@ pub enum Decision {
     Unauthenticated,
 }
 
-/// Why the proxy could not be built from a (valid) config.
+/// Why the proxy could not be built from a config.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The DingTalk client could not be built.
