@@ -107,7 +107,7 @@ font-size:13px}.req{background:#f5f6f7;border-radius:6px;padding:6px 10px;overfl
 .scroll{overflow-x:auto;margin-top:12px}table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;vertical-align:top;padding:6px 10px;border-top:1px solid #eee}\
 th{white-space:nowrap;font-weight:normal;color:#646a73;width:1%}td{overflow-wrap:anywhere;\
-word-break:normal}tr.id th,tr.id td{background:#e8f0ff;color:#1f2329;font-weight:600}\
+word-break:normal}tr.id{background:#e8f0ff}tr.id th,tr.id td{color:#1f2329;font-weight:600}\
 .links{font-size:14px;margin-top:16px}a{color:#3370ff}\
 @media (max-width:600px){.bar{padding:10px 16px}main{margin:12px 8px;padding:16px 12px}\
 table,tbody,tr,th,td{display:block;width:auto}tr{border-top:1px solid #eee;padding:6px 0}\

@@ -27,11 +27,13 @@ th,td{text-align:left;padding:8px 10px;border-top:1px solid #eee;vertical-align:
 thead th{border-top:0;color:#646a73;font-weight:normal;font-size:13px;white-space:nowrap}\
 tbody th{font-weight:normal;color:#646a73;white-space:nowrap;width:1%}\
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,'Noto Sans Mono CJK SC',monospace;\
-font-size:13px}td code{overflow-wrap:anywhere}pre{background:#f5f6f7;border-radius:8px;\
+font-size:13px}#app td code{overflow-wrap:anywhere}#users td{white-space:nowrap}pre{background:#f5f6f7;border-radius:8px;\
 padding:12px 14px;margin:8px 0;overflow-x:auto;line-height:1.7;user-select:all}\
 .tag{display:inline-block;padding:0 8px;border-radius:10px;font-size:12px;line-height:20px;\
 white-space:nowrap;background:#e8f7ee;color:#2ea121}.tag.off{background:#fdecea;color:#d83931}\
-.none{color:#8f959e}";
+.none{color:#8f959e}@media (max-width:600px){body{padding:12px}main{padding:18px 16px}\
+#users thead{display:none}#users,#users tbody,#users tr{display:block}#users tr{padding:6px 0;\
+border-top:1px solid #eee}#users td{display:inline-block;border:0;padding:2px 10px 2px 0}}";
 
 /// `value` as one shell word: bare when it is plainly safe, else in single quotes.
 fn shell_word(value: &str) -> String {
@@ -97,7 +99,7 @@ pub fn index(state: &State) -> Response<Body> {
 This is not DingTalk. It is a stand-in for DingTalk, for tests and the demo: the DingTalk APIs \
 dingtalk-auth-proxy uses (same paths, fields and errcodes), the QR login page and the JSAPI \
 (<code>dingtalk.open.js</code>).</p>\
-<h2>应用 <span class=\"en\">App</span></h2><div class=\"scroll\"><table><tbody>\
+<h2>应用 <span class=\"en\">App</span></h2><div class=\"scroll\"><table id=\"app\"><tbody>\
 <tr><th>app key</th><td><code id=\"app-key\">{key}</code></td></tr>\
 <tr><th>app secret</th><td><code id=\"app-secret\">{secret}</code></td></tr>\
 <tr><th>corp id</th><td><code id=\"corp-id\">{corp}</code></td></tr>\
