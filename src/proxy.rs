@@ -462,5 +462,13 @@ mod tests {
         );
         strip_cookie(&mut h, "dap_session");
         assert_eq!(h[COOKIE], "a=1; =x: y=1; bare");
+        // …and a nameless `=dap_session=forged` must not reach the app as `dap_session`.
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("dap_session=x; =dap_session=forged"),
+        );
+        strip_cookie(&mut h, "dap_session");
+        assert_eq!(h[COOKIE], "=dap_session=forged");
     }
 }
