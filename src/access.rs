@@ -36,8 +36,12 @@ impl Access {
         if self.userids.is_empty() && self.dept_ids.is_empty() {
             return true;
         }
-        self.userids.contains(&session.userid)
-            || session.dept_ids.iter().any(|d| self.dept_ids.contains(d))
+        self.userids.contains(&session.user.userid)
+            || session
+                .user
+                .dept_ids
+                .iter()
+                .any(|d| self.dept_ids.contains(d))
     }
 
     /// True when `path` (the path alone: no query, no fragment) is served without login:
@@ -116,19 +120,12 @@ mod tests {
     use super::*;
 
     fn session(userid: &str, depts: &[i64]) -> Session {
-        Session {
+        let user = crate::user::User {
             userid: userid.into(),
-            unionid: None,
-            name: None,
-            mobile: None,
-            email: None,
-            job_number: None,
-            title: None,
             dept_ids: depts.to_vec(),
-            issued_at: 0,
-            expires_at: u64::MAX,
-            checked_at: 0,
-        }
+            ..Default::default()
+        };
+        Session::new(user, std::time::Duration::from_secs(60), 0)
     }
 
     /// Empty lists allow everyone; otherwise userid or department decides.

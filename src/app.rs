@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 
 use crate::access::Access;
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::dingtalk::{DingTalk, DingTalkError};
 use crate::forwarded::TrustedProxies;
@@ -19,7 +20,8 @@ use crate::pages;
 use crate::proxy::{ProxyError, Upstream};
 use crate::response::{self, Body};
 use crate::revalidate::{Revalidator, Verdict};
-use crate::session::{now_secs, CookieCodec, Session, UsedStates};
+use crate::session::{CookieCodec, Session};
+use crate::store::{Sessions, StoreError};
 
 /// A config problem found while compiling it (validation normally reports it first).
 fn invalid(key: &str, e: impl std::fmt::Display) -> ConfigError {
@@ -42,7 +44,12 @@ pub enum Decision {
     Forbidden(Session),
     /// No valid session.
     Unauthenticated,
+    /// The session store did not answer: nobody can be told apart (503, not "logged out").
+    StoreDown(StoreError),
 }
+
+/// The current session, if any, and a `Set-Cookie` to send with the answer.
+pub type Current = (Option<Session>, Option<String>);
 
 /// Why the proxy could not be built from a config.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +69,8 @@ pub enum StartError {
 pub struct Shared {
     /// The validated configuration.
     pub(crate) config: Config,
-    /// Seals and opens our cookies.
-    pub(crate) codec: CookieCodec,
+    /// Where sessions live (and the cookie codec that also seals login states).
+    pub(crate) sessions: Sessions,
     /// The identity headers to strip and set.
     pub(crate) identity: IdentityHeaders,
     /// `[access]` rules.
@@ -80,8 +87,6 @@ pub struct Shared {
     pub(crate) trusted: TrustedProxies,
     /// `verify.uri_header`; `None` = auto.
     pub(crate) uri_header: Option<http::HeaderName>,
-    /// `state` values already used at the callback (replay protection).
-    pub(crate) used_states: UsedStates,
     /// `{auth_prefix}/callback`.
     pub(crate) callback_path: String,
     /// `{public_url}{auth_prefix}/callback`, DingTalk's `redirect_uri`.
@@ -95,6 +100,11 @@ pub struct App(Arc<Shared>);
 impl App {
     /// Builds clients, keys and rules from `config`. No network I/O.
     pub fn new(config: Config) -> Result<App, StartError> {
+        App::with_clock(config, Clock::system())
+    }
+
+    /// [`App::new`] reading time from `clock` (tests move a manual clock instead of sleeping).
+    pub fn with_clock(config: Config, clock: Clock) -> Result<App, StartError> {
         config.validate()?;
         let uri_header = match config.verify.uri_header.as_str() {
             h if h.eq_ignore_ascii_case("auto") => None,
@@ -119,7 +129,10 @@ impl App {
         let callback_path = format!("{}/callback", config.auth_prefix);
         let callback_url = format!("{}{}", config.public_origin(), callback_path);
         Ok(App(Arc::new(Shared {
-            codec: CookieCodec::new(&config).map_err(|e| invalid("session.secret", e))?,
+            sessions: Sessions::cookie(
+                CookieCodec::new(&config, clock.clone())
+                    .map_err(|e| invalid("session.secret", e))?,
+            ),
             identity: IdentityHeaders::new(&config.headers).map_err(|e| invalid("headers", e))?,
             access: Access::new(&config.access).map_err(|e| invalid("access.skip_auth", e))?,
             dingtalk,
@@ -129,10 +142,10 @@ impl App {
                 config.session.revalidate,
                 config.dingtalk.timeout,
                 config.session.ttl,
+                clock,
             ),
             trusted: TrustedProxies::new(&config.trusted_proxies),
             uri_header,
-            used_states: UsedStates::default(),
             callback_path,
             callback_url,
             config,
@@ -188,18 +201,46 @@ impl Shared {
 
     /// The request's valid session after revalidation, and a `Set-Cookie` to send with the
     /// answer when revalidation changed it (updated details, or a deletion when revoked).
-    pub async fn current_session(&self, headers: &HeaderMap) -> (Option<Session>, Option<String>) {
-        let Some(session) = self.codec.session(headers) else {
-            return (None, None);
+    pub async fn current_session(&self, headers: &HeaderMap) -> Result<Current, StoreError> {
+        let Some(session) = self.sessions.load(headers).await? else {
+            return Ok((None, None));
         };
-        match self.revalidator.check(&self.dingtalk, &session).await {
-            Verdict::Fresh => (Some(session), None),
-            Verdict::Updated(s) => {
-                let cookie = self.codec.session_cookie(&s);
-                (Some(*s), Some(cookie))
-            }
-            Verdict::Revoked => (None, Some(self.codec.clear_session_cookie())),
-        }
+        Ok(
+            match self.revalidator.check(&self.dingtalk, &session).await {
+                Verdict::Fresh => (Some(session), None),
+                Verdict::Updated(s) => {
+                    let cookie = self.sessions.save(&s).await?;
+                    (Some(*s), Some(cookie))
+                }
+                Verdict::Revoked => (None, Some(self.sessions.clear_cookie())),
+            },
+        )
+    }
+
+    /// What the client sees when the session store cannot answer: 503 with `Retry-After`, a
+    /// page for a browser navigation, JSON for anyone else.
+    pub(crate) fn store_unavailable(&self, navigation: bool, e: &StoreError) -> Response<Body> {
+        tracing::warn!(error = %e, "session store unavailable; answering 503");
+        self.metrics.request("store_unavailable");
+        let en = "Sign-in is temporarily unavailable (the session store does not answer). Please retry in a moment.";
+        let mut resp = if navigation {
+            pages::app_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "登录服务暂时不可用，请稍后重试。",
+                en,
+                "",
+            )
+        } else {
+            response::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "session_store_unavailable", "message": en}),
+            )
+        };
+        resp.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("5"),
+        );
+        resp
     }
 
     /// The answer to an unauthenticated request: 302 to login for a browser navigation,
@@ -260,8 +301,18 @@ impl Shared {
     }
 
     /// Marks a login `state` as used; false if it was used before (a replayed callback).
-    pub fn consume_state(&self, state: &str, expires_at: u64) -> bool {
-        self.used_states.consume(state, expires_at, now_secs())
+    pub async fn consume_state(&self, state: &str, expires_at: u64) -> Result<bool, StoreError> {
+        self.sessions.consume_state(state, expires_at).await
+    }
+
+    /// The cookie codec: login-state cookies (and, in cookie mode, the session itself).
+    pub(crate) fn codec(&self) -> &CookieCodec {
+        self.sessions.codec()
+    }
+
+    /// The clock expiry is judged by.
+    pub fn clock(&self) -> &Clock {
+        self.sessions.clock()
     }
 
     /// The one access decision, for the reverse proxy and for `verify` alike, in one order:
@@ -269,13 +320,21 @@ impl Shared {
     /// `skip_auth` path passes (with identity only for an allowed user), any other needs a
     /// session, then `[access]`. `path` is the request's own path, or for `verify` the one the
     /// trusted front server reports (`None` when it reports none).
+    ///
+    /// The store failing is not "logged out": a `skip_auth` path still passes (without
+    /// identity), anything else gets [`Decision::StoreDown`].
     pub async fn decide(
         &self,
         path: Option<&str>,
         headers: &HeaderMap,
     ) -> (Decision, Option<String>) {
-        let (session, set_cookie) = self.current_session(headers).await;
-        if path.is_some_and(|p| self.access.skips(p)) {
+        let skip = path.is_some_and(|p| self.access.skips(p));
+        let (session, set_cookie) = match self.current_session(headers).await {
+            Ok(current) => current,
+            Err(_) if skip => (None, None),
+            Err(e) => return (Decision::StoreDown(e), None),
+        };
+        if skip {
             let session = session.filter(|s| self.access.allows(s));
             return (Decision::Skip(session), set_cookie);
         }

@@ -5,6 +5,7 @@
 //! echoing the value and saying how to fix it. Secrets are held in [`Secret`], which never
 //! prints its value, and no message shows one.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +19,8 @@ use figment::{Figment, Provider};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
+
+use crate::user::{Field, FIELDS, FIELD_KEYS};
 
 /// Everything wrong with a configuration, one case per kind of mistake.
 #[derive(Debug, thiserror::Error)]
@@ -162,14 +165,6 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Scalar::deserialize(d)
         .map(Scalar::into_string)
         .map_err(|_| D::Error::custom(NOT_A_SCALAR))
-}
-
-fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    use serde::de::Error;
-    let s = Option::<Scalar>::deserialize(d)
-        .map_err(|_| D::Error::custom(NOT_A_SCALAR))?
-        .map(Scalar::into_string);
-    Ok(s.filter(|s| !s.is_empty()))
 }
 
 fn lenient_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -363,48 +358,110 @@ impl Default for SessionConfig {
     }
 }
 
-/// `[headers]`: names of the identity headers sent upstream; `None` = not sent.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HeadersConfig {
-    /// The user's DingTalk userid.
-    #[serde(deserialize_with = "lenient_opt_string")]
-    pub user_id: Option<String>,
-    /// The user's mobile number.
-    #[serde(deserialize_with = "lenient_opt_string")]
-    pub mobile: Option<String>,
-    /// Display name.
-    #[serde(deserialize_with = "lenient_opt_string")]
-    pub name: Option<String>,
-    /// unionid.
-    #[serde(deserialize_with = "lenient_opt_string")]
-    pub union_id: Option<String>,
-    /// Email.
-    #[serde(deserialize_with = "lenient_opt_string")]
-    pub email: Option<String>,
-    /// Job number (工号).
-    #[serde(deserialize_with = "lenient_opt_string")]
-    pub job_number: Option<String>,
-    /// Department ids, comma-separated.
-    #[serde(deserialize_with = "lenient_opt_string")]
-    pub dept_ids: Option<String>,
-    /// Job title.
-    #[serde(deserialize_with = "lenient_opt_string")]
-    pub title: Option<String>,
-}
+/// `[headers]`: the header each identity field is sent in; a field without one is not sent
+/// (`""` turns a default off). The keys are those of the one field table, [`FIELDS`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadersConfig(BTreeMap<Field, String>);
 
 impl Default for HeadersConfig {
     fn default() -> Self {
-        HeadersConfig {
-            user_id: Some("X-User-Id".into()),
-            mobile: Some("X-User-Mobile".into()),
-            name: None,
-            union_id: None,
-            email: None,
-            job_number: None,
-            dept_ids: None,
-            title: None,
+        HeadersConfig(
+            FIELDS
+                .iter()
+                .filter_map(|f| Some((f.field, f.default_header?.to_string())))
+                .collect(),
+        )
+    }
+}
+
+impl HeadersConfig {
+    /// No identity header at all.
+    pub fn none() -> Self {
+        HeadersConfig(BTreeMap::new())
+    }
+
+    /// The header `field` is sent in, if any.
+    pub fn get(&self, field: Field) -> Option<&str> {
+        self.0.get(&field).map(String::as_str)
+    }
+
+    /// Sends `field` in header `name` (`None` or `""`: not at all).
+    pub fn set(&mut self, field: Field, name: Option<&str>) {
+        match name.filter(|n| !n.is_empty()) {
+            Some(name) => self.0.insert(field, name.to_string()),
+            None => self.0.remove(&field),
+        };
+    }
+
+    /// The (field, header name) pairs, in table order.
+    pub fn iter(&self) -> impl Iterator<Item = (Field, &str)> {
+        self.0.iter().map(|(f, n)| (*f, n.as_str()))
+    }
+
+    /// The configured (key, header name) pairs, in table order.
+    pub fn named(&self) -> Vec<(&'static str, &str)> {
+        self.iter().map(|(f, n)| (f.key(), n)).collect()
+    }
+}
+
+impl Serialize for HeadersConfig {
+    /// Every key of the table, unset ones as none (shown as `# headers.name is unset`).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(FIELDS.len()))?;
+        for f in &FIELDS {
+            map.serialize_entry(f.key, &self.get(f.field))?;
         }
+        map.end()
+    }
+}
+
+/// A `[headers]` key; an unknown one fails while the key is read, so the error's path names it.
+struct FieldKey(Field);
+
+impl<'de> Deserialize<'de> for FieldKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let key = String::deserialize(d)?;
+        Field::from_key(&key)
+            .map(FieldKey)
+            .ok_or_else(|| D::Error::unknown_field(&key, &FIELD_KEYS))
+    }
+}
+
+/// A `[headers]` value: any scalar's text; a list or table fails inside, so the path names it.
+struct HeaderText(Option<String>);
+
+impl<'de> Deserialize<'de> for HeaderText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        Option::<Scalar>::deserialize(d)
+            .map(|s| HeaderText(s.map(Scalar::into_string)))
+            .map_err(|_| D::Error::custom(NOT_A_SCALAR))
+    }
+}
+
+impl<'de> Deserialize<'de> for HeadersConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = HeadersConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of identity header names")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HeadersConfig, A::Error> {
+                let mut headers = HeadersConfig::none();
+                while let Some(FieldKey(field)) = map.next_key::<FieldKey>()? {
+                    let HeaderText(name) = map.next_value()?;
+                    headers.set(field, name.as_deref());
+                }
+                Ok(headers)
+            }
+        }
+        d.deserialize_map(Visit)
     }
 }
 
@@ -901,25 +958,6 @@ fn write_value(out: &mut String, key: &str, value: &Value) {
             let json = serde_json::to_string(other).unwrap_or_default();
             out.push_str(&format!("{key} = {json}\n"));
         }
-    }
-}
-
-impl HeadersConfig {
-    /// The configured (key, header name) pairs.
-    pub fn named(&self) -> Vec<(&'static str, &str)> {
-        [
-            ("user_id", &self.user_id),
-            ("mobile", &self.mobile),
-            ("name", &self.name),
-            ("union_id", &self.union_id),
-            ("email", &self.email),
-            ("job_number", &self.job_number),
-            ("dept_ids", &self.dept_ids),
-            ("title", &self.title),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
-        .collect()
     }
 }
 
@@ -1478,7 +1516,7 @@ mod tests {
         assert_eq!(c.session.cookie_name, "dap_session");
         assert_eq!(c.session.ttl, Duration::from_secs(8 * 3600));
         assert_eq!(c.dingtalk.user_api, UserApi::V2);
-        assert_eq!(c.headers.user_id.as_deref(), Some("X-User-Id"));
+        assert_eq!(c.headers.get(Field::UserId), Some("X-User-Id"));
         assert!(c.upstream.is_none());
         assert_eq!(c.limits.max_header_bytes, 65536);
         assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));

@@ -10,19 +10,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::config::HeadersConfig;
 use crate::session::Session;
-
-/// Which session field a header carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Field {
-    UserId,
-    Mobile,
-    Name,
-    UnionId,
-    Email,
-    JobNumber,
-    DeptIds,
-    Title,
-}
+use crate::user::Field;
 
 /// Bytes that are percent-encoded in header values: controls, `%` itself (so decoding is
 /// unambiguous) and — through `utf8_percent_encode` — every non-ASCII byte.
@@ -39,21 +27,9 @@ pub struct IdentityHeaders {
 impl IdentityHeaders {
     /// Parses the configured names; an invalid one is an error, never a header quietly dropped.
     pub fn new(config: &HeadersConfig) -> Result<IdentityHeaders, http::header::InvalidHeaderName> {
-        let fields = [
-            (&config.user_id, Field::UserId),
-            (&config.mobile, Field::Mobile),
-            (&config.name, Field::Name),
-            (&config.union_id, Field::UnionId),
-            (&config.email, Field::Email),
-            (&config.job_number, Field::JobNumber),
-            (&config.dept_ids, Field::DeptIds),
-            (&config.title, Field::Title),
-        ];
         let mut headers: Vec<(HeaderName, Field)> = Vec::new();
-        for (name, field) in fields {
-            if let Some(name) = name.as_deref() {
-                headers.push((HeaderName::from_bytes(name.as_bytes())?, field));
-            }
+        for (field, name) in config.iter() {
+            headers.push((HeaderName::from_bytes(name.as_bytes())?, field));
         }
         let normalized = headers
             .iter()
@@ -122,23 +98,7 @@ fn fold(b: u8) -> u8 {
 }
 
 fn value_of(session: &Session, field: Field) -> Option<HeaderValue> {
-    let raw: std::borrow::Cow<'_, str> = match field {
-        Field::UserId => session.userid.as_str().into(),
-        Field::Mobile => session.mobile.as_deref()?.into(),
-        Field::Name => session.name.as_deref()?.into(),
-        Field::UnionId => session.unionid.as_deref()?.into(),
-        Field::Email => session.email.as_deref()?.into(),
-        Field::JobNumber => session.job_number.as_deref()?.into(),
-        Field::Title => session.title.as_deref()?.into(),
-        Field::DeptIds => {
-            if session.dept_ids.is_empty() {
-                return None;
-            }
-            let ids: Vec<String> = session.dept_ids.iter().map(i64::to_string).collect();
-            ids.join(",").into()
-        }
-    };
-    encode_value(&raw)
+    encode_value(&field.text(&session.user)?)
 }
 
 /// Header-safe form of a value: ASCII passes through, the rest is percent-encoded UTF-8.
@@ -156,19 +116,14 @@ mod tests {
     use super::*;
 
     fn session() -> Session {
-        Session {
+        let user = crate::user::User {
             userid: "zhangsan".into(),
-            unionid: None,
             name: Some("张三".into()),
             mobile: Some("13800000001".into()),
-            email: None,
-            job_number: None,
-            title: None,
             dept_ids: vec![1, 2],
-            issued_at: 0,
-            expires_at: u64::MAX,
-            checked_at: 0,
-        }
+            ..Default::default()
+        };
+        Session::new(user, std::time::Duration::from_secs(60), 0)
     }
 
     /// Every spelling of a configured header is stripped; other headers stay.
@@ -198,11 +153,9 @@ mod tests {
     /// Values are set from the session; non-ASCII is percent-encoded UTF-8.
     #[test]
     fn applies_values() {
-        let cfg = HeadersConfig {
-            name: Some("X-User-Name".into()),
-            dept_ids: Some("X-User-Depts".into()),
-            ..HeadersConfig::default()
-        };
+        let mut cfg = HeadersConfig::default();
+        cfg.set(Field::Name, Some("X-User-Name"));
+        cfg.set(Field::DeptIds, Some("X-User-Depts"));
         let ids = IdentityHeaders::new(&cfg).unwrap();
         let mut h = HeaderMap::new();
         ids.apply(&mut h, &session());

@@ -4,7 +4,10 @@
 //! # Layout
 //! - [`config`]: the contract's configuration keys, loading (figment) and validation.
 //! - [`dingtalk`]: the DingTalk server-API client and its process-wide app-token cache.
+//! - [`user`]: the [`User`](user::User) and the one table of identity fields.
 //! - [`session`]: the session and login-state cookies (encrypted, authenticated).
+//! - [`store`]: the session-store seam: load, save, end, revoke, login-state replay memory.
+//! - [`clock`]: the injectable wall clock every expiry is judged by.
 //! - [`login`]: our endpoints under `auth_prefix`: login, callback, verify, userinfo, logout.
 //! - [`pages`]: the HTML pages we show ourselves.
 //! - [`redirect`]: the hostile `rd` parameter, reduced to a same-origin path.
@@ -25,6 +28,7 @@
 
 pub mod access;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod conn;
 #[cfg(feature = "fake")]
@@ -43,6 +47,8 @@ pub mod response;
 pub mod revalidate;
 pub mod server;
 pub mod session;
+pub mod store;
+pub mod user;
 
 use std::future::Future;
 use std::net::SocketAddr;

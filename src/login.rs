@@ -15,7 +15,8 @@ use crate::dingtalk::DingTalkError;
 use crate::pages;
 use crate::redirect::safe_rd;
 use crate::response::{self, Body};
-use crate::session::{now_secs, LoginState, Session, LOGIN_STATE_TTL};
+use crate::session::{LoginState, Session, LOGIN_STATE_TTL};
+use crate::user::FIELDS;
 
 /// Who is asking, judged by the User-Agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +84,7 @@ pub async fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Re
         return pages::link_preview();
     }
     if flow.is_none() && query_param(query, "prompt").is_none() {
-        if let (Some(_), set_cookie) = app.current_session(headers).await {
+        if let Ok((Some(_), set_cookie)) = app.current_session(headers).await {
             let mut resp = response::redirect(&rd);
             if let Some(c) = set_cookie {
                 response::set_cookie(&mut resp, &c);
@@ -96,7 +97,7 @@ pub async fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Re
         state: random_token(),
         rd,
         flow: if in_app { "inapp" } else { "oauth" }.to_string(),
-        expires_at: now_secs() + LOGIN_STATE_TTL.as_secs(),
+        expires_at: app.clock().now_secs() + LOGIN_STATE_TTL.as_secs(),
     };
     let mut resp = if in_app {
         let qr = app.login_url(&state.rd, true);
@@ -115,10 +116,10 @@ pub async fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Re
     };
     // Every login keeps its own state cookie (tabs restored together each start one); the
     // oldest go once a browser has too many outstanding.
-    for removal in app.codec.prune_pending_logins(headers) {
+    for removal in app.codec().prune_pending_logins(headers) {
         response::set_cookie(&mut resp, &removal);
     }
-    response::set_cookie(&mut resp, &app.codec.login_state_cookie(&state));
+    response::set_cookie(&mut resp, &app.codec().login_state_cookie(&state));
     resp
 }
 
@@ -131,7 +132,7 @@ pub async fn callback(
 ) -> Response<Body> {
     let state = query_param(query, "state").unwrap_or_default();
     let mut resp = callback_inner(app, headers, query, &state, client).await;
-    if let Some(clear) = app.codec.clear_login_state_cookie(&state) {
+    if let Some(clear) = app.codec().clear_login_state_cookie(&state) {
         response::set_cookie(&mut resp, &clear);
     }
     resp
@@ -151,33 +152,37 @@ async fn callback_inner(
     sent_state: &str,
     client: IpAddr,
 ) -> Response<Body> {
-    let saved = app.codec.login_state(headers, sent_state);
+    let saved = app.codec().login_state(headers, sent_state);
     // Where the user was going: from the state cookie (even an expired one), else `/`.
     let rd = saved.as_ref().map_or("/", |s| s.rd.as_str()).to_string();
     let retry = app.login_url(&rd, false);
+    let now = app.clock().now_secs();
     let checked = match saved {
         None => Err((
             "state missing, or no login state cookie for it",
             "登录状态已失效或缺失，请重新登录。",
             "The login state is missing or expired (cookies blocked, or the login took too long). Please log in again.",
         )),
-        Some(s) if s.is_expired() => Err((
+        Some(s) if s.is_expired(now) => Err((
             "login state expired",
             "登录等待时间过长，已失效，请重新登录。",
             "The login took too long and has expired. Please log in again.",
         )),
-        Some(s) if !app.consume_state(&s.state, s.expires_at) => Err((
-            "state already used (replayed callback)",
-            "该登录请求已使用过，请重新登录。",
-            "This login request was already used. Please log in again.",
-        )),
-        Some(s) => Ok(s),
+        Some(s) => match app.consume_state(&s.state, s.expires_at).await {
+            Ok(true) => Ok(s),
+            Ok(false) => Err((
+                "state already used (replayed callback)",
+                "该登录请求已使用过，请重新登录。",
+                "This login request was already used. Please log in again.",
+            )),
+            Err(e) => return app.store_unavailable(true, &e),
+        },
     };
     let saved = match checked {
         Ok(saved) => saved,
         Err((reason, zh, en)) => {
             // Another tab of this browser may have logged in meanwhile: then this one simply goes on.
-            if let (Some(_), set_cookie) = app.current_session(headers).await {
+            if let Ok((Some(_), set_cookie)) = app.current_session(headers).await {
                 let mut resp = response::redirect(&rd);
                 if let Some(c) = set_cookie {
                     response::set_cookie(&mut resp, &c);
@@ -241,16 +246,20 @@ async fn callback_inner(
         refused(client, Some(&user.userid), "account not active");
         return pages::inactive(&user.userid, &app.switch_account_url(&saved.rd));
     }
-    let session = Session::new(&user, app.codec.ttl());
+    let session = Session::new(user, app.codec().ttl(), now);
     if !app.access.allows(&session) {
         app.metrics.login("forbidden");
-        refused(client, Some(&session.userid), "not allowed by [access]");
-        return pages::forbidden(&session.userid);
+        refused(client, Some(session.userid()), "not allowed by [access]");
+        return pages::forbidden(session.userid());
     }
+    let cookie = match app.sessions.save(&session).await {
+        Ok(cookie) => cookie,
+        Err(e) => return app.store_unavailable(true, &e),
+    };
     app.metrics.login("ok");
-    tracing::info!(%client, userid = %session.userid, flow = %saved.flow, "login");
+    tracing::info!(%client, userid = %session.userid(), flow = %saved.flow, "login");
     let mut resp = response::redirect(&saved.rd);
-    response::set_cookie(&mut resp, &app.codec.session_cookie(&session));
+    response::set_cookie(&mut resp, &cookie);
     resp
 }
 
@@ -289,6 +298,7 @@ pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Resp
             app.metrics.verify("unauthenticated");
             response::status(StatusCode::UNAUTHORIZED)
         }
+        Decision::StoreDown(e) => app.store_unavailable(false, &e),
     };
     if let Some(c) = set_cookie {
         response::set_cookie(&mut resp, &c);
@@ -357,7 +367,10 @@ pub static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-ur
 
 /// `GET {prefix}/userinfo`: the session user as JSON, or 401 JSON.
 pub async fn userinfo(app: &Shared, headers: &HeaderMap) -> Response<Body> {
-    let (session, set_cookie) = app.current_session(headers).await;
+    let (session, set_cookie) = match app.current_session(headers).await {
+        Ok(current) => current,
+        Err(e) => return app.store_unavailable(false, &e),
+    };
     let mut resp = userinfo_answer(app, session);
     if let Some(c) = set_cookie {
         response::set_cookie(&mut resp, &c);
@@ -367,33 +380,37 @@ pub async fn userinfo(app: &Shared, headers: &HeaderMap) -> Response<Body> {
 
 fn userinfo_answer(app: &Shared, session: Option<Session>) -> Response<Body> {
     match session {
-        Some(s) => response::json(
-            StatusCode::OK,
-            &json!({
-                "userid": s.userid,
-                "name": s.name,
-                "mobile": s.mobile,
-                "unionid": s.unionid,
-                "email": s.email,
-                "job_number": s.job_number,
-                "title": s.title,
-                "dept_ids": s.dept_ids,
-                "issued_at": s.issued_at,
-                "expires_at": s.expires_at,
-            }),
-        ),
+        Some(s) => {
+            let mut body = serde_json::Map::new();
+            for f in &FIELDS {
+                body.insert(f.json.into(), f.field.json(&s.user));
+            }
+            body.insert("issued_at".into(), json!(s.issued_at));
+            body.insert("expires_at".into(), json!(s.expires_at));
+            response::json(StatusCode::OK, &serde_json::Value::Object(body))
+        }
         None => app.unauthenticated_json("/"),
     }
 }
 
-/// `GET|POST {prefix}/logout?rd=`: clears the session, then 302 to `rd` or the signed-out page.
-pub fn logout(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+/// `GET|POST {prefix}/logout?rd=`: ends the session in the store, then 302 to `rd` or the
+/// signed-out page. When the store cannot be reached the browser's copy is still deleted, and
+/// the answer is 503 (the session may live on elsewhere until the store is back).
+pub async fn logout(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+    let clear = match app.sessions.end(headers).await {
+        Ok(clear) => clear,
+        Err(e) => {
+            let mut resp = app.store_unavailable(false, &e);
+            response::set_cookie(&mut resp, &app.sessions.clear_cookie());
+            return resp;
+        }
+    };
     let mut resp = match query_param(query, "rd") {
         Some(rd) => response::redirect(&safe_rd(Some(&rd))),
         None => pages::signed_out(&app.login_url("/", false)),
     };
-    response::set_cookie(&mut resp, &app.codec.clear_session_cookie());
-    for clear in app.codec.clear_all_login_states(headers) {
+    response::set_cookie(&mut resp, &clear);
+    for clear in app.codec().clear_all_login_states(headers) {
         response::set_cookie(&mut resp, &clear);
     }
     resp
@@ -418,7 +435,7 @@ pub async fn handle(
             callback(app, headers, query, client).await
         }
         "/userinfo" if get => userinfo(app, headers).await,
-        "/logout" if get || method == Method::POST => logout(app, headers, query),
+        "/logout" if get || method == Method::POST => logout(app, headers, query).await,
         "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
             let mut r = response::status(StatusCode::METHOD_NOT_ALLOWED);
             r.headers_mut()

@@ -18,8 +18,9 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::dingtalk::{DingTalk, DingTalkError, User};
-use crate::session::{now_secs, Session};
+use crate::session::Session;
 
 /// How long to wait before asking DingTalk again after a failed check.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
@@ -61,12 +62,13 @@ pub struct Revalidator {
     gone: Arc<DashMap<String, u64>>,
     /// Checks running now; the receiver turns `true` when the check's answer is recorded.
     in_flight: Arc<DashMap<String, watch::Receiver<bool>>>,
+    clock: Clock,
 }
 
 impl Revalidator {
     /// Revalidates every `every` (zero turns it off); a request waits at most `wait` for a
-    /// check already running; sessions last at most `ttl`.
-    pub fn new(every: Duration, wait: Duration, ttl: Duration) -> Revalidator {
+    /// check already running; sessions last at most `ttl`. Time is read from `clock`.
+    pub fn new(every: Duration, wait: Duration, ttl: Duration, clock: Clock) -> Revalidator {
         Revalidator {
             every: every.as_secs(),
             wait,
@@ -74,6 +76,7 @@ impl Revalidator {
             checked: Arc::new(DashMap::new()),
             gone: Arc::new(DashMap::new()),
             in_flight: Arc::new(DashMap::new()),
+            clock,
         }
     }
 
@@ -88,7 +91,7 @@ impl Revalidator {
         }
         // Start the one check for this user, or — when one is running (even one started a
         // moment ago by a concurrent request) — wait for its answer, bounded.
-        match self.start(dingtalk, &session.userid) {
+        match self.start(dingtalk, session.userid()) {
             // This request started the check and is served as it is — unless an answer
             // landed between the look above and the start (then that answer counts).
             None => self.known(session).unwrap_or(Verdict::Fresh),
@@ -101,20 +104,22 @@ impl Revalidator {
 
     /// The verdict already known for `session`, or `None` when a check is needed.
     fn known(&self, session: &Session) -> Option<Verdict> {
-        if let Some(at) = self.gone.get(&session.userid) {
+        if let Some(at) = self.gone.get(session.userid()) {
             if session.issued_at < *at {
                 return Some(Verdict::Revoked);
             }
         }
-        let now = now_secs();
+        let now = self.clock.now_secs();
         if now.saturating_sub(session.checked_at) < self.every {
             return Some(Verdict::Fresh);
         }
         // Another request's check, newer than this session's details, answers for it.
-        let c = self.checked.get(&session.userid)?;
+        let c = self.checked.get(session.userid())?;
         if c.at > session.checked_at && now.saturating_sub(c.at) < self.every {
             return Some(match &c.outcome {
-                Outcome::Active(user) => Verdict::Updated(Box::new(session.refreshed(user, c.at))),
+                Outcome::Active(user) => {
+                    Verdict::Updated(Box::new(session.refreshed((**user).clone(), c.at)))
+                }
                 Outcome::Gone => Verdict::Revoked,
                 Outcome::Unknown => Verdict::Fresh,
             });
@@ -137,7 +142,7 @@ impl Revalidator {
         let userid = userid.to_string();
         tokio::spawn(async move {
             let checked = this.ask(&dingtalk, &userid).await;
-            let now = now_secs();
+            let now = this.clock.now_secs();
             this.prune(now);
             if matches!(checked.outcome, Outcome::Gone) {
                 this.gone.insert(userid.clone(), checked.at);
@@ -163,7 +168,7 @@ impl Revalidator {
             Err(e) => {
                 tracing::warn!(%userid, error = %e, "revalidation failed; keeping the session for now");
                 // Counted as checked long enough ago to be asked again after the retry delay.
-                let now = now_secs();
+                let now = self.clock.now_secs();
                 let at = now
                     .saturating_sub(self.every)
                     .saturating_add(RETRY_AFTER_FAILURE.as_secs().min(self.every));
@@ -174,7 +179,7 @@ impl Revalidator {
             }
         };
         Checked {
-            at: now_secs(),
+            at: self.clock.now_secs(),
             outcome,
         }
     }

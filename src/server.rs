@@ -53,7 +53,10 @@ impl App {
             }
             Decision::Forbidden(session) => {
                 app.metrics.request("forbidden");
-                return pages::forbidden(&session.userid);
+                return pages::forbidden(session.userid());
+            }
+            Decision::StoreDown(e) => {
+                return app.store_unavailable(is_navigation(req.method(), req.headers()), &e);
             }
             Decision::Unauthenticated => {
                 let mut resp = app.unauthenticated(req.method(), req.headers(), req.uri());

@@ -5,43 +5,27 @@
 //! data). The key is derived once at start-up from `session.secret`; a tampered, truncated,
 //! expired or foreign-key cookie simply decodes to `None`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cookie::{Cookie, Key, SameSite};
 use http::header::COOKIE;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::dingtalk::User;
+use crate::user::User;
 
-/// A logged-in user as kept in the session cookie.
+/// A logged-in user: who (the [`User`], embedded whole) and for how long.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    /// DingTalk userid.
-    #[serde(rename = "u")]
-    pub userid: String,
-    /// unionid, when DingTalk sent one.
-    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
-    pub unionid: Option<String>,
-    /// Display name.
-    #[serde(rename = "nm", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Mobile number.
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
-    pub mobile: Option<String>,
-    /// Email.
-    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Job number (工号).
-    #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
-    pub job_number: Option<String>,
-    /// Job title.
-    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// Department ids.
-    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
-    pub dept_ids: Vec<i64>,
+    /// Who, as DingTalk described them at login (or at the last revalidation).
+    #[serde(flatten)]
+    pub user: User,
+    /// A random id (128 bits, base64url): the session's name in a server-side store and, as a
+    /// short hash, in the audit trail. Empty for sessions made before ids existed.
+    #[serde(rename = "sid", default)]
+    pub id: String,
     /// Issued at, seconds since the Unix epoch.
     #[serde(rename = "iat")]
     pub issued_at: u64,
@@ -54,45 +38,49 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new session for `user`, valid for `ttl` from now.
-    pub fn new(user: &User, ttl: Duration) -> Session {
-        let now = now_secs();
+    /// A new session for `user`, valid for `ttl` from `now`, with a fresh random id.
+    pub fn new(user: User, ttl: Duration, now: u64) -> Session {
+        use base64::Engine;
+        let id =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
         Session {
-            userid: user.userid.clone(),
-            unionid: user.unionid.clone(),
-            name: user.name.clone(),
-            mobile: user.mobile.clone(),
-            email: user.email.clone(),
-            job_number: user.job_number.clone(),
-            title: user.title.clone(),
-            dept_ids: user.dept_ids.clone(),
+            user,
+            id,
             issued_at: now,
             expires_at: now.saturating_add(ttl.as_secs()),
             checked_at: now,
         }
     }
 
-    /// This session with `user`'s current details, checked at `at`; same expiry.
-    pub fn refreshed(&self, user: &User, at: u64) -> Session {
+    /// This session with `user`'s current details, checked at `at`; same id and expiry.
+    pub fn refreshed(&self, mut user: User, at: u64) -> Session {
+        if user.unionid.is_none() {
+            user.unionid = self.user.unionid.clone();
+        }
         Session {
-            unionid: user.unionid.clone().or_else(|| self.unionid.clone()),
+            user,
+            id: self.id.clone(),
             issued_at: self.issued_at,
             expires_at: self.expires_at,
             checked_at: at,
-            ..Session::new(user, Duration::ZERO)
         }
     }
 
-    /// True once the expiry time has passed.
-    pub fn is_expired(&self) -> bool {
-        now_secs() >= self.expires_at
+    /// The user's DingTalk userid.
+    pub fn userid(&self) -> &str {
+        &self.user.userid
+    }
+
+    /// True once the expiry time has passed at `now`.
+    pub fn is_expired(&self, now: u64) -> bool {
+        now >= self.expires_at
     }
 }
 
 impl LoginState {
-    /// True once the login took longer than [`LOGIN_STATE_TTL`].
-    pub fn is_expired(&self) -> bool {
-        now_secs() >= self.expires_at
+    /// True once the login took longer than [`LOGIN_STATE_TTL`], at `now`.
+    pub fn is_expired(&self, now: u64) -> bool {
+        now >= self.expires_at
     }
 }
 
@@ -172,6 +160,7 @@ impl UsedStates {
 }
 
 /// Seals and opens the proxy's cookies. Built once at start-up; cheap to use per request.
+#[derive(Clone)]
 pub struct CookieCodec {
     key: Key,
     name: String,
@@ -179,11 +168,12 @@ pub struct CookieCodec {
     state_path: String,
     secure: bool,
     ttl: Duration,
+    clock: Clock,
 }
 
 impl CookieCodec {
     /// Derives the cookie key from `session.secret`; a short secret is an error.
-    pub fn new(config: &Config) -> Result<CookieCodec, SecretTooShort> {
+    pub fn new(config: &Config, clock: Clock) -> Result<CookieCodec, SecretTooShort> {
         Ok(CookieCodec {
             key: derive_key(config.session.secret.expose())?,
             name: config.session.cookie_name.clone(),
@@ -191,6 +181,7 @@ impl CookieCodec {
             state_path: config.auth_prefix.clone(),
             secure: config.secure_cookies(),
             ttl: config.session.ttl,
+            clock,
         })
     }
 
@@ -203,7 +194,7 @@ impl CookieCodec {
     pub fn session(&self, headers: &HeaderMap) -> Option<Session> {
         find_cookies(headers, &self.name)
             .filter_map(|sealed| self.open::<Session>(&self.name, sealed))
-            .find(|s| !s.is_expired())
+            .find(|s| !s.is_expired(self.clock.now_secs()))
     }
 
     /// The login started with `state`, from its own state cookie, if the cookie is authentic
@@ -233,7 +224,7 @@ impl CookieCodec {
                 let state = std::str::from_utf8(v)
                     .ok()
                     .and_then(|v| self.open::<LoginState>(name, v))
-                    .filter(|s| !s.is_expired());
+                    .filter(|s| !s.is_expired(self.clock.now_secs()));
                 (name.to_string(), state)
             })
             .collect()
@@ -260,7 +251,7 @@ impl CookieCodec {
 
     /// `Set-Cookie` value carrying `session`.
     pub fn session_cookie(&self, session: &Session) -> String {
-        let max_age = session.expires_at.saturating_sub(now_secs());
+        let max_age = session.expires_at.saturating_sub(self.clock.now_secs());
         self.seal(&self.name, session, "/", max_age)
     }
 
@@ -304,6 +295,11 @@ impl CookieCodec {
     /// The configured session lifetime.
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// The clock the codec reads expiry against.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     fn seal<T: Serialize>(&self, name: &str, value: &T, path: &str, max_age: u64) -> String {
@@ -398,14 +394,6 @@ pub fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,8 +402,10 @@ mod tests {
     fn codec(secret: &str) -> CookieCodec {
         let mut c = Config::default();
         c.session.secret = crate::config::Secret::new(secret);
-        CookieCodec::new(&c).unwrap()
+        CookieCodec::new(&c, Clock::manual(NOW)).unwrap()
     }
+
+    const NOW: u64 = 1_700_000_000;
 
     fn user() -> User {
         User {
@@ -443,7 +433,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let c = codec(SECRET);
-        let s = Session::new(&user(), Duration::from_secs(3600));
+        let s = Session::new(user(), Duration::from_secs(3600), NOW);
         let set = c.session_cookie(&s);
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"));
         assert!(
@@ -457,7 +447,7 @@ mod tests {
     #[test]
     fn rejects_bad_cookies() {
         let c = codec(SECRET);
-        let s = Session::new(&user(), Duration::from_secs(3600));
+        let s = Session::new(user(), Duration::from_secs(3600), NOW);
         let set = c.session_cookie(&s);
         let pair = set.split(';').next().unwrap();
         let (name, value) = pair.split_once('=').unwrap();
@@ -471,7 +461,7 @@ mod tests {
         let foreign = codec("another-secret-another-secret-another");
         assert_eq!(foreign.session(&headers(&set)), None);
         let mut old = s.clone();
-        old.expires_at = now_secs() - 1;
+        old.expires_at = NOW - 1;
         assert_eq!(c.session(&headers(&c.session_cookie(&old))), None);
         assert_eq!(c.session(&headers("dap_session=garbage")), None);
     }
@@ -481,7 +471,7 @@ mod tests {
     fn replicas_share_cookies() {
         let a = codec(SECRET);
         let b = codec(SECRET);
-        let s = Session::new(&user(), Duration::from_secs(60));
+        let s = Session::new(user(), Duration::from_secs(60), NOW);
         assert_eq!(b.session(&headers(&a.session_cookie(&s))), Some(s));
     }
 
@@ -506,11 +496,59 @@ mod tests {
         assert!(!u.consume("other", 150, 120));
     }
 
+    /// A session is valid up to its expiry second and not from it on; login states the same,
+    /// and expired state cookies are the first to go when a browser has too many.
+    #[test]
+    fn expiry_follows_the_clock() {
+        let c = codec(SECRET);
+        let s = Session::new(user(), Duration::from_secs(60), NOW);
+        let h = headers(&c.session_cookie(&s));
+        c.clock().advance(Duration::from_secs(59));
+        assert_eq!(c.session(&h), Some(s.clone()));
+        c.clock().advance(Duration::from_secs(1));
+        assert_eq!(c.session(&h), None);
+
+        let c = codec(SECRET);
+        let mut h = HeaderMap::new();
+        let mut cookies = Vec::new();
+        for i in 0..MAX_PENDING_LOGINS {
+            let st = LoginState {
+                state: format!("state{i:02}abcdefghij"),
+                rd: "/".into(),
+                flow: "oauth".into(),
+                expires_at: NOW + 600 - (i as u64),
+            };
+            let set = c.login_state_cookie(&st);
+            cookies.push(set.split(';').next().unwrap_or_default().to_string());
+        }
+        h.insert(COOKIE, HeaderValue::from_str(&cookies.join("; ")).unwrap());
+        assert_eq!(
+            c.pending_logins(&h)
+                .iter()
+                .filter(|(_, s)| s.is_some())
+                .count(),
+            7
+        );
+        // One more login: the one closest to expiry goes.
+        let removals = c.prune_pending_logins(&h);
+        assert_eq!(removals.len(), 1);
+        assert!(
+            removals[0].starts_with("dap_session_state_state06abcde="),
+            "{removals:?}"
+        );
+        // Ten minutes on, every one has expired: all are deleted as broken.
+        c.clock().advance(LOGIN_STATE_TTL);
+        assert_eq!(c.prune_pending_logins(&h).len(), 7);
+        assert!(c
+            .login_state(&h, "state00abcdefghij")
+            .is_some_and(|s| s.is_expired(c.clock().now_secs())));
+    }
+
     /// Raw UTF-8 (and any other byte) elsewhere in `Cookie` does not hide a valid session.
     #[test]
     fn non_ascii_cookie_header() {
         let c = codec(SECRET);
-        let s = Session::new(&user(), Duration::from_secs(3600));
+        let s = Session::new(user(), Duration::from_secs(3600), NOW);
         let set = c.session_cookie(&s);
         let pair = set.split(';').next().unwrap();
         let mut h = HeaderMap::new();
@@ -527,7 +565,7 @@ mod tests {
             state: "abcdefghijklmnop".into(),
             rd: "/".into(),
             flow: "oauth".into(),
-            expires_at: now_secs() + 60,
+            expires_at: NOW + 60,
         };
         let set = c.login_state_cookie(&st);
         assert_eq!(c.login_state(&headers(&set), "abcdefghijklmnop"), Some(st));

@@ -95,7 +95,9 @@ async fn unvalidated_configs_do_not_start() {
     let mut rule = base();
     rule.access.skip_auth = vec!["([".into()];
     let mut header = base();
-    header.headers.user_id = Some("bad header".into());
+    header
+        .headers
+        .set(dingtalk_auth_proxy::user::Field::UserId, Some("bad header"));
     for (config, key) in [
         (short, "session.secret"),
         (rule, "access.skip_auth"),

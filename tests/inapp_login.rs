@@ -5,8 +5,10 @@
 mod common;
 
 use common::*;
+use dingtalk_auth_proxy::clock::Clock;
 use dingtalk_auth_proxy::dingtalk::User;
 use dingtalk_auth_proxy::session::{CookieCodec, Session};
+use dingtalk_auth_proxy::user::Field;
 
 /// A DingTalk user with no cookie ends at the original path, and upstream sees who they are
 /// — never what the client claimed in any spelling of the identity headers.
@@ -249,8 +251,12 @@ async fn bad_cookies_are_logged_out() {
     let mut foreign_cfg = h.config.clone();
     foreign_cfg.session.secret =
         dingtalk_auth_proxy::config::Secret::new("a-completely-different-secret-0123456789");
-    let foreign = CookieCodec::new(&foreign_cfg).unwrap();
-    let s = Session::new(&user, std::time::Duration::from_secs(3600));
+    let foreign = CookieCodec::new(&foreign_cfg, Clock::system()).unwrap();
+    let s = Session::new(
+        user.clone(),
+        std::time::Duration::from_secs(3600),
+        Clock::system().now_secs(),
+    );
     let pair = foreign
         .session_cookie(&s)
         .split(';')
@@ -259,8 +265,12 @@ async fn bad_cookies_are_logged_out() {
         .to_string();
     assert_eq!(api(pair).await, 401);
 
-    let ours = CookieCodec::new(&h.config).unwrap();
-    let mut expired = Session::new(&user, std::time::Duration::from_secs(3600));
+    let ours = CookieCodec::new(&h.config, Clock::system()).unwrap();
+    let mut expired = Session::new(
+        user,
+        std::time::Duration::from_secs(3600),
+        Clock::system().now_secs(),
+    );
     expired.expires_at = expired.issued_at - 1;
     let pair = ours
         .session_cookie(&expired)
@@ -383,8 +393,8 @@ async fn upstream_failures() {
 #[tokio::test]
 async fn post_body_and_optional_headers() {
     let h = start_with(|c| {
-        c.headers.name = Some("X-User-Name".into());
-        c.headers.dept_ids = Some("X-User-Depts".into());
+        c.headers.set(Field::Name, Some("X-User-Name"));
+        c.headers.set(Field::DeptIds, Some("X-User-Depts"));
     })
     .await;
     let (session, _) = h.login_inapp("wangwu", "/").await;

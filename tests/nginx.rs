@@ -107,8 +107,16 @@ async fn refused_user_is_403() {
         userid: "wangwu".into(),
         ..Default::default()
     };
-    let session = dingtalk_auth_proxy::session::Session::new(&user, Duration::from_secs(600));
-    let codec = dingtalk_auth_proxy::session::CookieCodec::new(&s.h.config).unwrap();
+    let session = dingtalk_auth_proxy::session::Session::new(
+        user,
+        Duration::from_secs(600),
+        dingtalk_auth_proxy::clock::Clock::system().now_secs(),
+    );
+    let codec = dingtalk_auth_proxy::session::CookieCodec::new(
+        &s.h.config,
+        dingtalk_auth_proxy::clock::Clock::system(),
+    )
+    .unwrap();
     let cookie = codec
         .session_cookie(&session)
         .split(';')

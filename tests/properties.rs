@@ -124,7 +124,7 @@ proptest! {
     ) {
         let mut config = Config::default();
         config.session.secret = Secret::new("property-test-secret-0123456789abcdef");
-        let codec = CookieCodec::new(&config).unwrap();
+        let codec = CookieCodec::new(&config, dingtalk_auth_proxy::clock::Clock::system()).unwrap();
         let mut value = if named {
             b"dap_session=".to_vec()
         } else {

@@ -1,33 +1,10 @@
-//! The one `User` type both login flows and both API generations produce, and the lenient
-//! parsing of DingTalk's user answers: every field optional, wrong types tolerated where cheap.
+//! The lenient parsing of DingTalk's user answers into the one [`User`] both login flows and
+//! both API generations produce: every field optional, wrong types tolerated where cheap.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-/// A DingTalk user as the proxy knows them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct User {
-    /// userid within the corp.
-    pub userid: String,
-    /// unionid (stable across the developer's apps).
-    pub unionid: Option<String>,
-    /// Display name.
-    pub name: Option<String>,
-    /// Mobile number (needs the 手机号 permission).
-    pub mobile: Option<String>,
-    /// Email (needs the 邮箱 permission).
-    pub email: Option<String>,
-    /// Job number (工号).
-    pub job_number: Option<String>,
-    /// Job title.
-    pub title: Option<String>,
-    /// Avatar URL.
-    pub avatar: Option<String>,
-    /// Department ids.
-    pub dept_ids: Vec<i64>,
-    /// Whether the account is activated.
-    pub active: Option<bool>,
-}
+pub use crate::user::User;
 
 /// A string field that may arrive as a number (or not at all).
 fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
