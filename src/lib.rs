@@ -109,7 +109,15 @@ pub enum RunError {
 
 /// Binds `config.listen` (and `admin_listen`), builds the proxy and serves it in a spawned
 /// task. With port 0 and no `public_url`, `public_url` becomes `http://<bound address>`.
-pub async fn start(mut config: Config) -> Result<Running, RunError> {
+pub async fn start(config: Config) -> Result<Running, RunError> {
+    start_with_clock(config, clock::Clock::system()).await
+}
+
+/// [`start`], judging every expiry by `clock` (tests move a manual clock instead of waiting).
+pub async fn start_with_clock(
+    mut config: Config,
+    clock: clock::Clock,
+) -> Result<Running, RunError> {
     let listener = bind(config.listen).await?;
     let addr = listener.local_addr().map_err(|source| RunError::Bind {
         addr: config.listen,
@@ -121,7 +129,7 @@ pub async fn start(mut config: Config) -> Result<Running, RunError> {
         None => None,
     };
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
-    let app = App::new(config)?;
+    let app = App::with_clock(config, clock)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve_all(listener, admin, app.clone(), async {
         let _ = stopped.await;

@@ -197,3 +197,67 @@ impl Revalidator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past their size bounds, the maps forget answers older than `revalidate` and
+    /// revocations older than `ttl` (no session they could stop is left), and keep the rest.
+    #[test]
+    fn pruning_forgets_only_what_can_no_longer_matter() {
+        let now = 1_000_000;
+        let r = Revalidator::new(
+            Duration::from_secs(600),
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+            Clock::manual(now),
+        );
+        for i in 0..10_001u64 {
+            r.gone.insert(format!("old{i}"), now - 3601);
+        }
+        r.gone.insert("recent".into(), now - 3600);
+        for i in 0..100_001u64 {
+            let checked = Checked {
+                at: now - 600,
+                outcome: Outcome::Unknown,
+            };
+            r.checked.insert(format!("u{i}"), checked);
+        }
+        let fresh = Checked {
+            at: now - 599,
+            outcome: Outcome::Unknown,
+        };
+        r.checked.insert("fresh".into(), fresh);
+        r.prune(now);
+        assert_eq!(r.gone.len(), 1);
+        assert!(r.gone.contains_key("recent"));
+        assert_eq!(r.checked.len(), 1);
+        assert!(r.checked.contains_key("fresh"));
+    }
+
+    /// A session issued before its user was reported gone is revoked; one issued at or after
+    /// that moment (a new login DingTalk approved) is not.
+    #[test]
+    fn revocation_applies_to_sessions_issued_before_it() {
+        let clock = Clock::manual(10_000);
+        let r = Revalidator::new(
+            Duration::from_secs(600),
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+            clock.clone(),
+        );
+        let user = User {
+            userid: "wangwu".into(),
+            ..User::default()
+        };
+        let old = Session::new(user.clone(), Duration::from_secs(3600), 9_000);
+        r.gone.insert("wangwu".into(), 9_500);
+        assert!(matches!(r.known(&old), Some(Verdict::Revoked)));
+        let new = Session::new(user, Duration::from_secs(3600), 9_500);
+        assert!(matches!(r.known(&new), Some(Verdict::Fresh)));
+        // Stale details and no answer yet: a check is needed.
+        clock.advance(Duration::from_secs(600));
+        assert!(r.known(&new).is_none());
+    }
+}

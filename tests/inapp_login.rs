@@ -509,9 +509,11 @@ async fn rate_limited_login() {
 /// access before the cookie expires — without the request path waiting on DingTalk.
 #[tokio::test]
 async fn revalidation_updates_and_revokes() {
-    let h = start_with(|c| c.session.revalidate = std::time::Duration::from_secs(1)).await;
+    let every = std::time::Duration::from_secs(600);
+    let h = start_with(|c| c.session.revalidate = every).await;
     let (session, _) = h.login_inapp("wangwu", "/").await;
     h.fake.set_user_mobile("wangwu", Some("13900009999"));
+    h.clock.advance(every);
     // Bounded polling: the first stale request starts a background check; a later one sees it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let mut cookie = session.clone();
@@ -544,6 +546,7 @@ async fn revalidation_updates_and_revokes() {
     );
 
     h.fake.remove_user("wangwu");
+    h.clock.advance(every);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let mut status = 200;
     while std::time::Instant::now() < deadline && status == 200 {

@@ -4,7 +4,10 @@
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the same instant in production, and pausable in tests.
+use tokio::time::Instant;
 
 use super::DingTalkError;
 
@@ -145,5 +148,37 @@ mod tests {
             .get(|| async { Err::<(String, Duration), _>(DingTalkError::Busy) })
             .await;
         assert!(matches!(r, Err(DingTalkError::BadCredentials { .. })));
+    }
+
+    /// On tokio's paused clock: a token is refreshed once 90% of its life (at most five
+    /// minutes before its end) has passed; a failed refresh keeps the old token until it
+    /// expires; a credentials failure is remembered for FAILURE_MEMORY, then asked again.
+    #[tokio::test(start_paused = true)]
+    async fn refresh_expiry_and_failure_memory_follow_the_clock() {
+        let cache = TokenCache::default();
+        let ok =
+            |t: &'static str| move || async move { Ok((t.to_string(), Duration::from_secs(7200))) };
+        let busy = || async { Err::<(String, Duration), _>(DingTalkError::Busy) };
+        assert_eq!(&*cache.get(ok("a")).await.unwrap(), "a");
+        // 7200 s lifetime: refreshed from 6900 s on (5 min margin).
+        tokio::time::advance(Duration::from_secs(6899)).await;
+        assert_eq!(&*cache.get(ok("b")).await.unwrap(), "a");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // Refresh due but DingTalk is busy: the old token is still good until 7200 s.
+        assert_eq!(&*cache.get(busy).await.unwrap(), "a");
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert!(matches!(cache.get(busy).await, Err(DingTalkError::Busy)));
+        assert_eq!(&*cache.get(ok("b")).await.unwrap(), "b");
+
+        cache.invalidate("b");
+        let bad = || async { Err(DingTalkError::BadCredentials { errmsg: "x".into() }) };
+        assert!(cache.get(bad).await.is_err());
+        tokio::time::advance(FAILURE_MEMORY - Duration::from_millis(1)).await;
+        assert!(matches!(
+            cache.get(ok("c")).await,
+            Err(DingTalkError::BadCredentials { .. })
+        ));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(&*cache.get(ok("c")).await.unwrap(), "c");
     }
 }

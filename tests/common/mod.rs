@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+pub use dingtalk_auth_proxy::clock::Clock;
 use dingtalk_auth_proxy::config::{Config, Secret};
 use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeHandle, FakeUser};
 use dingtalk_auth_proxy::Running;
@@ -37,6 +38,8 @@ pub struct Harness {
     pub upstream: SocketAddr,
     pub proxy: Running,
     pub config: Config,
+    /// The proxy's clock: manual, starting at the system time; tests advance it.
+    pub clock: Clock,
     /// `http://127.0.0.1:PORT`
     pub base: String,
     /// A client that does not follow redirects and keeps no cookies.
@@ -74,7 +77,8 @@ pub async fn start_against(
     );
     config.session.secret = Secret::new(SECRET);
     tweak(&mut config);
-    let proxy = dingtalk_auth_proxy::start(config.clone())
+    let clock = Clock::manual(Clock::system().now_secs());
+    let proxy = dingtalk_auth_proxy::start_with_clock(config.clone(), clock.clone())
         .await
         .expect("proxy starts");
     let base = format!("http://{}", proxy.addr);
@@ -83,6 +87,7 @@ pub async fn start_against(
         upstream,
         proxy,
         config,
+        clock,
         base,
         http: client(),
     }
