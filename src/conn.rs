@@ -64,16 +64,7 @@ pub async fn serve<H, F>(
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait a moment, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            (stream, peer) = accept(&listener) => {
                 let permit = match &cap {
                     Some(cap) => match cap.clone().try_acquire_owned() {
                         Ok(permit) => Some(permit),
@@ -110,6 +101,21 @@ pub async fn serve<H, F>(
         tracing::warn!(
             "connections still open after {DRAIN_DEADLINE:?}; no longer waiting for them"
         );
+    }
+}
+
+/// The next connection. An accept error (out of file descriptors and the like) is logged and
+/// retried after a short pause, never spun on. Cancel-safe. Every listener of ours — the
+/// proxy's, the admin one, and the fake DingTalk's and demo's — accepts through this.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(conn) => return conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed; retrying shortly");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

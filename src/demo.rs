@@ -14,28 +14,25 @@ use http::header::{ACCEPT, CONNECTION, CONTENT_TYPE, UPGRADE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::fake::{FakeDingTalk, FakeHandle};
 use crate::response::{self, Body};
 
-/// Starts the echo upstream on `listener`, serving until the runtime ends.
+/// Starts the echo upstream on `listener` (the proxy's own accept loop and default limits),
+/// serving until the runtime ends.
 pub fn spawn_echo(listener: TcpListener) {
+    let limits = crate::config::LimitsConfig::default();
     tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(echo))
-                    .await;
-            });
-        }
+        let handle = |req, _peer| async move {
+            match echo(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        };
+        crate::conn::serve(listener, &limits, handle, || {}, std::future::pending()).await;
     });
 }
 

@@ -269,9 +269,7 @@ impl FakeDingTalk {
         let serving = state.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
+                let (stream, _) = crate::conn::accept(&listener).await;
                 let state = serving.clone();
                 let reset = ResetOnClose::default();
                 let conn = Conn {
