@@ -1,0 +1,53 @@
+//! The effective configuration as `dotted.key = value` lines (`check-config`), secrets
+//! redacted here and only here.
+
+use super::*;
+
+pub(super) fn toml_string(config: &Config) -> String {
+    // One `dotted.key = value` line per leaf, values in JSON notation (valid TOML for the
+    // strings, numbers, booleans and arrays a config holds). `public_url` shows the origin in
+    // effect (`http://{listen}` when unset); other unset keys become `# … is unset` comments.
+    match Serialized::defaults(config)
+        .data()
+        .ok()
+        .and_then(|d| d.into_values().next())
+    {
+        Some(mut dict) => {
+            dict.insert("public_url".into(), Value::from(config.public_origin()));
+            let mut out = String::new();
+            for (k, v) in dict {
+                write_value(&mut out, &k, &v);
+            }
+            out
+        }
+        None => String::new(),
+    }
+}
+
+pub(super) fn write_value(out: &mut String, key: &str, value: &Value) {
+    match value {
+        Value::Dict(_, dict) => {
+            for (k, v) in dict {
+                write_value(out, &format!("{key}.{k}"), v);
+            }
+        }
+        Value::Empty(..) if key == "upstream" => {
+            out.push_str("# upstream is unset: auth-only mode\n");
+        }
+        Value::Empty(..) => out.push_str(&format!("# {key} is unset\n")),
+        Value::String(_, v) if SECRET_KEYS.contains(&key) && !v.is_empty() => {
+            // A URL keeps its shape with the password masked; other secrets show nothing.
+            let shown = if key == "session.redis_url" {
+                masked(v)
+            } else {
+                "<redacted>".to_string()
+            };
+            let json = serde_json::to_string(&shown).unwrap_or_default();
+            out.push_str(&format!("{key} = {json}\n"));
+        }
+        other => {
+            let json = serde_json::to_string(other).unwrap_or_default();
+            out.push_str(&format!("{key} = {json}\n"));
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Validation of what types alone cannot check: lengths, schemes, regexes, header names.
+
+use super::*;
+
+impl Config {
+    /// Checks what types alone cannot: lengths, schemes, regexes, header names. Returns the
+    /// one problem, or [`ConfigError::Several`] listing all of them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ConfigError::from_list(self.problems())
+    }
+
+    /// Every problem [`Config::validate`] would report, each naming its key and the fix.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, message: String| out.push(ConfigError::key(key, message));
+        let secret = self.session.secret.expose();
+        if secret.is_empty() {
+            bad(
+                "session.secret",
+                format!("is required: at least 32 random bytes, e.g. {MAKE_SECRET} (set DAP_SESSION__SECRET or secret under [session])"),
+            );
+        } else if secret.len() < 32 {
+            bad(
+                "session.secret",
+                format!(
+                    "is {} bytes; it must be at least 32: make one with {MAKE_SECRET}",
+                    secret.len()
+                ),
+            );
+        }
+        for (key, value, what) in [
+            (
+                "dingtalk.app_key",
+                self.dingtalk.app_key.as_str(),
+                "the app's AppKey (Client ID) from the DingTalk developer console",
+            ),
+            (
+                "dingtalk.app_secret",
+                self.dingtalk.app_secret.expose(),
+                "the app's AppSecret (Client Secret) from the DingTalk developer console",
+            ),
+            (
+                "dingtalk.corp_id",
+                self.dingtalk.corp_id.as_str(),
+                "your organisation's CorpId (ding…), shown in the DingTalk developer console",
+            ),
+        ] {
+            if value.trim().is_empty() {
+                let (section, leaf) = key.split_once('.').unwrap_or(("", key));
+                bad(
+                    key,
+                    format!(
+                        "is required: {what} (set {} or {leaf} under [{section}])",
+                        env_name(key)
+                    ),
+                );
+            }
+        }
+        if let Some(up) = &self.upstream {
+            if let Some(fix) = missing_scheme(up, "http") {
+                bad("upstream", fix);
+            } else if up.scheme() != "http" {
+                bad(
+                    "upstream",
+                    format!(
+                        "scheme `{}` is not supported; use an http:// address, e.g. http://127.0.0.1:3000",
+                        up.scheme()
+                    ),
+                );
+            } else if up.host_str().is_none_or(str::is_empty) {
+                bad(
+                    "upstream",
+                    format!(
+                        "`{}` has no host; e.g. http://127.0.0.1:3000",
+                        masked_url(up)
+                    ),
+                );
+            }
+        }
+        if let Some(p) = &self.public_url {
+            if let Some(fix) = missing_scheme(p, "https") {
+                bad("public_url", fix);
+            } else if !matches!(p.scheme(), "http" | "https") || p.host_str().is_none() {
+                bad(
+                    "public_url",
+                    format!(
+                        "`{}` must be an http:// or https:// origin, e.g. https://app.example.com",
+                        masked_url(p)
+                    ),
+                );
+            }
+        }
+        for (key, url) in [
+            ("dingtalk.api_base", &self.dingtalk.api_base),
+            ("dingtalk.new_api_base", &self.dingtalk.new_api_base),
+            ("dingtalk.login_base", &self.dingtalk.login_base),
+            ("dingtalk.jsapi_url", &self.dingtalk.jsapi_url),
+        ] {
+            if let Some(fix) = missing_scheme(url, "https") {
+                bad(key, fix);
+            } else if !matches!(url.scheme(), "http" | "https") {
+                bad(
+                    key,
+                    format!(
+                        "`{}` must be an http:// or https:// URL, e.g. {}",
+                        masked_url(url),
+                        example_for(key)
+                    ),
+                );
+            }
+        }
+        let prefix = &self.auth_prefix;
+        if !prefix.starts_with('/')
+            || prefix.len() < 2
+            || prefix.ends_with('/')
+            || prefix.contains(['?', '#', ' '])
+        {
+            bad(
+                "auth_prefix",
+                format!(
+                    "`{}` must start with `/`, not end with `/`, and be a plain path, e.g. /_auth",
+                    shown(prefix)
+                ),
+            );
+        }
+        let name = &self.session.cookie_name;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            bad(
+                "session.cookie_name",
+                format!(
+                    "`{}` must be letters, digits, `-`, `_` or `.`, e.g. dap_session",
+                    shown(name)
+                ),
+            );
+        }
+        if self.session.ttl < Duration::from_secs(60) {
+            bad(
+                "session.ttl",
+                format!(
+                    "`{}` is too short; it must be at least 1m, e.g. 8h",
+                    humantime::format_duration(self.session.ttl)
+                ),
+            );
+        }
+        for (key, value, example) in [
+            ("dingtalk.timeout", self.dingtalk.timeout, "5s"),
+            ("upstream_timeout", self.upstream_timeout, "30s"),
+            (
+                "limits.header_read_timeout",
+                self.limits.header_read_timeout,
+                "10s",
+            ),
+            ("limits.idle_timeout", self.limits.idle_timeout, "60s"),
+        ] {
+            if value.is_zero() {
+                bad(key, format!("must be more than 0, e.g. {example}"));
+            }
+        }
+        for (key, value) in self.headers.named() {
+            if http::HeaderName::from_bytes(value.as_bytes()).is_err() {
+                bad(
+                    &format!("headers.{key}"),
+                    format!(
+                        "`{}` is not a valid header name; use letters, digits and `-`, e.g. X-User-Id, or \"\" to not send it",
+                        shown(value)
+                    ),
+                );
+            }
+        }
+        let limits = &self.limits;
+        if limits.max_header_bytes < MIN_HEADER_BYTES {
+            bad(
+                "limits.max_header_bytes",
+                format!(
+                    "`{}` is too small; it must be at least {MIN_HEADER_BYTES} (the default is 65536)",
+                    limits.max_header_bytes
+                ),
+            );
+        } else if u32::try_from(limits.max_header_bytes).is_err() {
+            bad(
+                "limits.max_header_bytes",
+                format!(
+                    "`{}` is too large; it must be below 4 GiB (the default is 65536)",
+                    limits.max_header_bytes
+                ),
+            );
+        }
+        let uri_header = &self.verify.uri_header;
+        if !uri_header.eq_ignore_ascii_case("auto")
+            && http::HeaderName::from_bytes(uri_header.as_bytes()).is_err()
+        {
+            bad(
+                "verify.uri_header",
+                format!(
+                    "`{}` is not a header name; use X-Original-URI (nginx), X-Forwarded-Uri (Caddy, Traefik) or auto",
+                    shown(uri_header)
+                ),
+            );
+        }
+        for (i, re) in self.access.skip_auth.iter().enumerate() {
+            if let Err(e) = regex::Regex::new(re) {
+                // The regex crate's message spans lines; its last line is the reason.
+                let text = e.to_string();
+                let reason = text.lines().last().unwrap_or_default().trim();
+                let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+                bad(
+                    &format!("access.skip_auth[{i}]"),
+                    format!("`{}` is not a valid regex: {reason}", shown(re)),
+                );
+            }
+        }
+        out
+    }
+}
