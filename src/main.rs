@@ -40,9 +40,6 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => {
             print!("{}", config.redacted_toml());
-            for key in config.inactive_keys() {
-                println!("# note: {key}");
-            }
             println!("# config ok");
             ExitCode::SUCCESS
         }
@@ -61,9 +58,6 @@ fn run(config: Config) -> ExitCode {
     };
     runtime.block_on(async move {
         raise_file_limit();
-        for key in config.inactive_keys() {
-            tracing::warn!("{key}");
-        }
         let mode = match &config.upstream {
             Some(u) => format!("reverse proxy to {u}"),
             None => "auth-only (verify endpoint for nginx auth_request)".to_string(),

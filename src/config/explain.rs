@@ -21,17 +21,19 @@ pub(super) const URL_KEYS: [&str; 6] = [
 ];
 
 /// Keys holding durations, with the unit most values of that key use.
-pub(super) const DURATION_KEYS: [(&str, char); 6] = [
+pub(super) const DURATION_KEYS: [(&str, char); 7] = [
     ("upstream_timeout", 's'),
     ("dingtalk.timeout", 's'),
     ("session.ttl", 'h'),
     ("session.revalidate", 'm'),
+    ("session.redis_timeout", 's'),
     ("limits.header_read_timeout", 's'),
     ("limits.idle_timeout", 's'),
 ];
 
 /// Keys with a fixed set of values, and those values (as serde spells them).
-pub(super) const CHOICE_KEYS: [(&str, &[&str]); 3] = [
+pub(super) const CHOICE_KEYS: [(&str, &[&str]); 4] = [
+    ("log_format", &["text", "json"]),
     ("dingtalk.user_api", &["v2", "legacy"]),
     ("dingtalk.token_api", &["gettoken", "v1"]),
     ("session.store", &["cookie", "redis"]),

@@ -37,6 +37,16 @@ pub(super) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, 
         .map_err(|_| D::Error::custom(NOT_A_SCALAR))
 }
 
+pub(super) fn lenient_opt_string<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    use serde::de::Error;
+    let s = Option::<Scalar>::deserialize(d)
+        .map_err(|_| D::Error::custom(NOT_A_SCALAR))?
+        .map(Scalar::into_string);
+    Ok(s.filter(|s| !s.is_empty()))
+}
+
 pub(super) fn lenient_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     use serde::de::Error;
     #[derive(Deserialize)]

@@ -185,7 +185,7 @@ pub enum Store {
     /// Everything in the encrypted cookie.
     #[default]
     Cookie,
-    /// The cookie holds a random id; the session is in Redis (not active yet).
+    /// The sealed cookie holds a random id; the session lives in Redis.
     Redis,
 }
 
@@ -259,8 +259,24 @@ pub struct SessionConfig {
     pub revalidate: Duration,
     /// Where sessions are kept.
     pub store: Store,
-    /// Redis address for `store = "redis"`.
+    /// Redis address for `store = "redis"`: `redis://` or `rediss://` (TLS), password and db
+    /// in the URL.
     pub redis_url: Secret,
+    /// Redis Cluster seed nodes (`redis://host:port`); set instead of `redis_url`.
+    #[serde(deserialize_with = "lenient_strings")]
+    pub redis_cluster: Vec<String>,
+    /// Redis Sentinel addresses; set with `redis_master` instead of `redis_url`.
+    #[serde(deserialize_with = "lenient_strings")]
+    pub redis_sentinels: Vec<String>,
+    /// The master name the sentinels watch.
+    #[serde(deserialize_with = "lenient_string")]
+    pub redis_master: String,
+    /// Prefix of every key we write.
+    #[serde(deserialize_with = "lenient_string")]
+    pub redis_prefix: String,
+    /// How long one Redis call may take before the request gets 503.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -272,6 +288,11 @@ impl Default for SessionConfig {
             revalidate: Duration::from_secs(600),
             store: Store::Cookie,
             redis_url: Secret::new("redis://127.0.0.1:6379"),
+            redis_cluster: Vec::new(),
+            redis_sentinels: Vec::new(),
+            redis_master: String::new(),
+            redis_prefix: "dap:".into(),
+            redis_timeout: Duration::from_millis(250),
         }
     }
 }
@@ -486,6 +507,30 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[verify]`.
     pub verify: VerifyConfig,
+    /// `[audit]`.
+    pub audit: AuditConfig,
+    /// How log lines are written: `text` (a colour only on a terminal) or `json`.
+    pub log_format: LogFormat,
+}
+
+/// `log_format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[audit]`: the login audit trail.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Where audit events go, one JSON line each: a file path, or `-` for stdout. Unset = off.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub file: Option<String>,
 }
 
 impl Default for Config {
@@ -504,6 +549,8 @@ impl Default for Config {
             trusted_proxies: default_trusted_proxies(),
             limits: LimitsConfig::default(),
             verify: VerifyConfig::default(),
+            audit: AuditConfig::default(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -600,15 +647,6 @@ impl Config {
         self.public_url
             .as_ref()
             .is_some_and(|u| u.scheme() == "https")
-    }
-
-    /// Keys that are accepted but whose features are not active in this version.
-    pub fn inactive_keys(&self) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        if self.session.store == Store::Redis {
-            keys.push("session.store = \"redis\" (not active yet: sessions stay in the cookie)");
-        }
-        keys
     }
 
     /// The effective configuration as TOML, secrets redacted.

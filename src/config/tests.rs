@@ -232,7 +232,7 @@ fn suggestions_pick_the_nearest_known_key() {
 #[test]
 fn known_keys_match_the_structs() {
     let keys = known_keys();
-    assert_eq!(keys.len(), 40, "{keys:?}");
+    assert_eq!(keys.len(), 47, "{keys:?}");
     for key in [
         "listen",
         "session.cookie_name",

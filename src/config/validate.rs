@@ -155,11 +155,13 @@ impl Config {
                 "10s",
             ),
             ("limits.idle_timeout", self.limits.idle_timeout, "60s"),
+            ("session.redis_timeout", self.session.redis_timeout, "250ms"),
         ] {
             if value.is_zero() {
                 bad(key, format!("must be more than 0, e.g. {example}"));
             }
         }
+        self.redis_problems(&mut bad);
         for (key, value) in self.headers.named() {
             if http::HeaderName::from_bytes(value.as_bytes()).is_err() {
                 bad(
@@ -214,5 +216,77 @@ impl Config {
             }
         }
         out
+    }
+
+    /// The Redis keys: one topology, addresses that are Redis URLs, and nothing set that the
+    /// cookie store would ignore.
+    fn redis_problems(&self, bad: &mut impl FnMut(&str, String)) {
+        let s = &self.session;
+        let (cluster, sentinels) = (!s.redis_cluster.is_empty(), !s.redis_sentinels.is_empty());
+        if s.store == Store::Cookie {
+            for (key, set) in [
+                ("session.redis_cluster", cluster),
+                ("session.redis_sentinels", sentinels),
+                ("session.redis_master", !s.redis_master.is_empty()),
+            ] {
+                if set {
+                    bad(
+                        key,
+                        "is set but sessions are in the cookie; set session.store = \"redis\" to use Redis, or remove it".into(),
+                    );
+                }
+            }
+            return;
+        }
+        if cluster && sentinels {
+            bad(
+                "session.redis_cluster",
+                "and session.redis_sentinels are both set; use one topology: a cluster, or sentinels with redis_master, or redis_url alone".into(),
+            );
+        }
+        if sentinels && s.redis_master.is_empty() {
+            bad(
+                "session.redis_master",
+                "is required with session.redis_sentinels: the master name the sentinels watch, e.g. mymaster".into(),
+            );
+        }
+        if !sentinels && !s.redis_master.is_empty() {
+            bad(
+                "session.redis_master",
+                "is only used with session.redis_sentinels; set those, or remove it".into(),
+            );
+        }
+        let mut check = |key: String, value: &str| {
+            match Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {}
+            _ => bad(
+                &key,
+                format!(
+                    "`{}` is not a Redis URL; use redis://host:port (rediss:// for TLS), e.g. redis://:password@10.0.0.5:6379/0",
+                    masked(value)
+                ),
+            ),
+        }
+        };
+        if cluster {
+            for (i, u) in s.redis_cluster.iter().enumerate() {
+                check(format!("session.redis_cluster[{i}]"), u);
+            }
+        } else if sentinels {
+            for (i, u) in s.redis_sentinels.iter().enumerate() {
+                check(format!("session.redis_sentinels[{i}]"), u);
+            }
+        } else {
+            check("session.redis_url".into(), s.redis_url.expose());
+        }
+        if s.redis_prefix.is_empty() || s.redis_prefix.contains(['{', '}']) {
+            bad(
+                "session.redis_prefix",
+                format!(
+                    "`{}` must be non-empty and without `{{` or `}}` (they choose the cluster slot), e.g. dap:",
+                    shown(&s.redis_prefix)
+                ),
+            );
+        }
     }
 }
