@@ -1,6 +1,9 @@
 //! The binary's command line: `check-config`, `--version`, exit codes, redaction, and a real
 //! `run` answering on its port.
 
+#[path = "common/lines.rs"]
+mod lines;
+
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dingtalk-auth-proxy");
@@ -198,28 +201,9 @@ fn half_open_connections_do_not_exhaust_files() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines::read(child.stderr.take().unwrap());
     // Ready when it says it is listening (bounded).
-    let mut lines = Vec::new();
-    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(15)) {
-        let done = line.contains("listening");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
+    let lines = lines::until(&rx, "listening", std::time::Duration::from_secs(15));
     assert!(
         lines.iter().any(|l| l.contains("open-file limit")),
         "{lines:?}"

@@ -2,8 +2,8 @@
 //! key, secret and corp id, the config lines for your own proxy), `fake_dingtalk`'s printout,
 //! and the README's "use your own config with the fake" steps run for real: the printed
 //! exports given to the proxy binary make a working in-app login; and the layout of the demo
-//! app page and the fake's index page in real headless Chromium (chromedriver + fantoccini,
-//! as in tests/browser.rs; missing ones fail, never skip), with screenshots kept in
+//! app page and the fake's index page in real headless Chromium (tests/common/browser.rs's
+//! `Browser`, as in tests/browser.rs; missing ones fail, never skip), with screenshots kept in
 //! `target/browser-screenshots/demo-pages-*.png`.
 #![cfg(feature = "fake")]
 
@@ -12,6 +12,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::browser::{ensure, screenshot, Browser, Error};
 use common::{client, free_port, set_cookie, spawn_guarded, state_cookie, urlencode, DINGTALK_UA};
 use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeHandle, FakeUser};
 
@@ -327,73 +328,6 @@ async fn printed_exports_run_the_proxy_against_the_fake() {
     assert_eq!(common::seen(&echo, "x-user-mobile"), ["13800000001"]);
 }
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
-macro_rules! ensure {
-    ($cond:expr, $($msg:tt)+) => {
-        if !$cond {
-            return Err(format!($($msg)+).into());
-        }
-    };
-}
-
-/// chromedriver on a free port and a headless Chromium session with a fresh profile (the
-/// minimal part of tests/browser.rs's `Browser::start`).
-async fn chromium() -> (fantoccini::Client, common::ChildGuard, tempfile::TempDir) {
-    let chromium = common::require_binary("chromium", &["/usr/bin/chromium"]);
-    let driver_bin = common::require_binary("chromedriver", &["/usr/bin/chromedriver"]);
-    let port = free_port();
-    let driver = spawn_guarded(
-        Command::new(driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .expect("chromedriver starts");
-    assert!(
-        common::wait_for_port(port, Duration::from_secs(15)).await,
-        "chromedriver did not listen"
-    );
-    let profile = tempfile::tempdir().expect("profile dir");
-    let args = vec![
-        "--headless".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-quic".into(),
-        "--no-first-run".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--disable-dev-shm-usage".into(),
-        "--window-size=1280,800".into(),
-        format!("--user-data-dir={}", profile.path().display()),
-    ];
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({"binary": chromium, "args": args}),
-    );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = fantoccini::ClientBuilder::rustls()
-        .expect("TLS setup")
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("WebDriver session");
-    (client, driver, profile)
-}
-
-/// Saves a screenshot as `target/browser-screenshots/{name}.png`.
-async fn screenshot(client: &fantoccini::Client, name: &str) -> Option<std::path::PathBuf> {
-    let dir =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots");
-    std::fs::create_dir_all(&dir).ok()?;
-    let png = client.screenshot().await.ok()?;
-    let path = dir.join(format!("{name}.png"));
-    std::fs::write(&path, png).ok()?;
-    Some(path)
-}
-
 /// Every header name on the demo app page (any `th` in a table), with what would make it
 /// unreadable: wrapped onto a second line (a mid-word break) or cut off by its cell.
 const NAME_PROBLEMS: &str = "return [...document.querySelectorAll('table th')].map(th=>{\
@@ -402,19 +336,11 @@ const lines=new Set([...r.getClientRects()].map(x=>Math.round(x.top))).size;\
 return [th.textContent, lines, th.scrollWidth>th.clientWidth];});";
 
 /// Waits (bounded) until the page's URL starts with `prefix` and has path `path`.
-async fn wait_for_page(client: &fantoccini::Client, prefix: &str, path: &str) -> Result<(), Error> {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let url = client.current_url().await?;
-        if url.as_str().starts_with(prefix) && url.path() == path {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < end,
-            "waited for {prefix}{path}; still at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_for_page(b: &Browser, prefix: &str, path: &str) -> Result<url::Url, Error> {
+    b.wait_url(&format!("{prefix}{path}"), |u| {
+        u.as_str().starts_with(prefix) && u.path() == path
+    })
+    .await
 }
 
 /// The demo in Chromium: the fake's index page shows its app secret and JSAPI line and fits a
@@ -426,7 +352,8 @@ async fn demo_pages_in_chromium() {
     let demo = dingtalk_auth_proxy::demo::start("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("demo starts");
-    let (client, _driver, _profile) = chromium().await;
+    let b = Browser::start_sized(None, (1280, 800)).await;
+    let client = &b.client;
     let proxy = format!("http://{}", demo.proxy.addr);
     let fake = demo.dingtalk.base_url();
     let result: Result<(), Error> = async {
@@ -439,32 +366,20 @@ async fn demo_pages_in_chromium() {
         ] {
             ensure!(text.contains(&needed), "fake index page lacks {needed}");
         }
-        screenshot(&client, "demo-pages-fake-index-1280").await;
+        screenshot(client, "demo-pages-fake-index-1280").await;
         client.set_window_size(375, 812).await?;
         let width = client
             .execute("return document.documentElement.scrollWidth<=window.innerWidth;", vec![])
             .await?;
         ensure!(width == serde_json::json!(true), "fake index scrolls sideways at 375 px");
-        screenshot(&client, "demo-pages-fake-index-375").await;
+        screenshot(client, "demo-pages-fake-index-375").await;
 
         client.set_window_size(1280, 800).await?;
         client.goto(&format!("{proxy}/")).await?;
-        wait_for_page(&client, &fake, "/oauth2/auth").await?;
-        client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(fantoccini::Locator::Css("#approve-zhangsan"))
-            .await?
-            .click()
-            .await?;
-        wait_for_page(&client, &proxy, "/").await?;
-        let user = client
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(fantoccini::Locator::Css("#user"))
-            .await?
-            .text()
-            .await?;
+        wait_for_page(&b, &fake, "/oauth2/auth").await?;
+        b.click("#approve-zhangsan").await?;
+        wait_for_page(&b, &proxy, "/").await?;
+        let user = b.text("#user").await?;
         ensure!(user == "zhangsan", "app shows user {user:?}");
 
         let logout = client
@@ -479,7 +394,7 @@ async fn demo_pages_in_chromium() {
             n(5) == 0.0 && n(0) >= 0.0 && n(1) <= n(3) && n(2) <= n(4),
             "sign-out not visible without scrolling at 1280x800: [top,bottom,right,innerHeight,innerWidth,scrollY] = {logout}"
         );
-        screenshot(&client, "demo-pages-app-1280").await;
+        screenshot(client, "demo-pages-app-1280").await;
 
         client.set_window_size(375, 812).await?;
         let names = client.execute(NAME_PROBLEMS, vec![]).await?;
@@ -502,16 +417,10 @@ async fn demo_pages_in_chromium() {
             .execute("return document.documentElement.scrollWidth<=window.innerWidth;", vec![])
             .await?;
         ensure!(width == serde_json::json!(true), "demo app page scrolls sideways at 375 px");
-        screenshot(&client, "demo-pages-app-375").await;
+        screenshot(client, "demo-pages-app-375").await;
         Ok(())
     }
     .await;
-    if let Err(e) = result {
-        let shot = screenshot(&client, "demo-pages-failure").await;
-        let url = client.current_url().await.map(|u| u.to_string());
-        let _ = client.close().await;
-        panic!("{e} (at {url:?}; screenshot: {shot:?})");
-    }
-    let _ = client.close().await;
+    b.finish("demo-pages-failure", result).await;
     demo.proxy.shutdown().await;
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -24,15 +23,12 @@ struct Proxy {
 impl Proxy {
     /// The log lines that arrived until one containing `marker` (bounded).
     fn lines_until(&self, marker: &str) -> Vec<String> {
-        let mut got = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
-            let done = line.contains(marker);
-            got.push(line);
-            if done {
-                return got;
-            }
-        }
-        panic!("no log line with {marker:?}; got {got:?}");
+        let got = lines::until(&self.lines, marker, Duration::from_secs(10));
+        assert!(
+            got.last().is_some_and(|l| l.contains(marker)),
+            "no log line with {marker:?}; got {got:?}"
+        );
+        got
     }
 }
 
@@ -56,18 +52,7 @@ async fn start_binary(fake: &dingtalk_auth_proxy::fake::FakeHandle) -> Proxy {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = spawn_guarded(&mut cmd).expect("the binary starts");
-    let stderr = child.take_stderr().expect("stderr");
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = lines::read(child.take_stderr().expect("stderr"));
     let p = Proxy {
         base: format!("http://127.0.0.1:{port}"),
         lines,

@@ -8,39 +8,19 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-struct Setup {
-    h: Harness,
-    nginx: String,
-    _front: fronts::Front,
-}
-
-async fn setup() -> Setup {
+async fn setup() -> sidecar::Sidecar {
     setup_with(|_| {}).await
 }
 
-async fn setup_with(tweak: impl FnOnce(&mut dingtalk_auth_proxy::Config)) -> Setup {
-    let port = fronts::front_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let h = start_with(move |c| {
-        c.upstream = None;
-        c.public_url = url::Url::parse(&public).ok();
-        c.access.skip_auth = vec!["^/public/".into()];
-        tweak(c);
-    })
-    .await;
-    let front = fronts::start_nginx(port, h.proxy.addr, &h.upstream.to_string()).await;
-    Setup {
-        h,
-        nginx: front.base.clone(),
-        _front: front,
-    }
+async fn setup_with(tweak: impl FnOnce(&mut dingtalk_auth_proxy::Config)) -> sidecar::Sidecar {
+    sidecar::start(sidecar::Server::Nginx, tweak).await
 }
 
 /// Anonymous navigation → 302 to /_auth/login (nginx) → 302 to DingTalk's login page (sidecar).
 #[tokio::test]
 async fn anonymous_browser_goes_to_dingtalk() {
     let s = setup().await;
-    assert_login_chain(&s.nginx, &s.h.fake, "/app/page?x=1&y=2").await;
+    assert_login_chain(&s.front, &s.h.fake, "/app/page?x=1&y=2").await;
 }
 
 /// After the in-app login through nginx, the app sees X-User-Id/X-User-Mobile — never the
@@ -49,13 +29,13 @@ async fn anonymous_browser_goes_to_dingtalk() {
 async fn inapp_login_through_nginx() {
     let s = setup().await;
     let dt = [("accept", "text/html"), ("user-agent", DINGTALK_UA)];
-    let r = get_url(&format!("{}/app/page?x=1&y=2", s.nginx), &dt).await;
+    let r = get_url(&format!("{}/app/page?x=1&y=2", s.front), &dt).await;
     assert_eq!(r.status(), 302);
     let login = r.headers()["location"].to_str().unwrap().to_string();
-    let login = login.trim_start_matches(&s.nginx).to_string();
-    let (session, location) = inapp_login_via(&s.nginx, &s.h.fake, "wangwu", &login).await;
+    let login = login.trim_start_matches(&s.front).to_string();
+    let (session, location) = inapp_login_via(&s.front, &s.h.fake, "wangwu", &login).await;
     assert_eq!(location, "/app/page?x=1&y=2");
-    let echo = spoofed_echo(&format!("{}/app/page?x=1&y=2", s.nginx), &session).await;
+    let echo = spoofed_echo(&format!("{}/app/page?x=1&y=2", s.front), &session).await;
     assert_eq!(seen(&echo, "x-user-id"), vec!["wangwu"]);
     assert_eq!(seen(&echo, "x-user-mobile"), vec!["13900000002"]);
     assert!(echo["headers"].get("x_user_id").is_none());
@@ -67,16 +47,9 @@ async fn inapp_login_through_nginx() {
 #[tokio::test]
 async fn api_401_verify_internal_and_skip_auth() {
     let s = setup().await;
+    sidecar::assert_api_unauthenticated(&s.front).await;
     let r = get_url(
-        &format!("{}/api/data", s.nginx),
-        &[("accept", "application/json")],
-    )
-    .await;
-    assert_eq!(r.status(), 401);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["error"], "unauthenticated");
-    let r = get_url(
-        &format!("{}/api/data", s.nginx),
+        &format!("{}/api/data", s.front),
         &[
             ("accept", "text/html"),
             ("x-requested-with", "XMLHttpRequest"),
@@ -84,10 +57,10 @@ async fn api_401_verify_internal_and_skip_auth() {
     )
     .await;
     assert_eq!(r.status(), 401);
-    let r = get_url(&format!("{}/_auth/verify", s.nginx), &[]).await;
+    let r = get_url(&format!("{}/_auth/verify", s.front), &[]).await;
     assert_eq!(r.status(), 404, "verify is internal");
-    assert_skip_auth_strips(&s.nginx).await;
-    let r = get_url(&format!("{}/_auth/healthz", s.nginx), &[]).await;
+    assert_skip_auth_strips(&s.front).await;
+    let r = get_url(&format!("{}/_auth/healthz", s.front), &[]).await;
     assert_eq!(r.status(), 200);
     // The sidecar itself, in auth-only mode, serves nothing but /_auth/*.
     let r = get_url(
@@ -124,7 +97,7 @@ async fn refused_user_is_403() {
         .unwrap()
         .to_string();
     let r = get_url(
-        &format!("{}/x", s.nginx),
+        &format!("{}/x", s.front),
         &[("cookie", &cookie), ("accept", "text/html")],
     )
     .await;

@@ -8,12 +8,14 @@ pub use dingtalk_auth_proxy::clock::Clock;
 use dingtalk_auth_proxy::config::{Config, Secret};
 use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeHandle, FakeUser};
 use dingtalk_auth_proxy::Running;
-use std::io::BufRead;
 
 use reqwest::header::{HeaderMap, SET_COOKIE};
 
 pub mod appservers;
+pub mod browser;
 pub mod fronts;
+pub mod lines;
+pub mod sidecar;
 
 /// A User-Agent of the DingTalk mobile client.
 pub const DINGTALK_UA: &str =
@@ -536,18 +538,7 @@ pub fn start_demo() -> Demo {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     let mut guard = spawn_guarded(&mut cmd).expect("demo starts");
-    let stdout = guard.child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines::read(guard.child.stdout.take().expect("stdout"));
     let (mut proxy, mut fake) = (None, None);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while proxy.is_none() && std::time::Instant::now() < deadline {
