@@ -70,7 +70,7 @@ pub struct Shared {
     /// The validated configuration.
     pub(crate) config: Config,
     /// Where sessions live (and the cookie codec that also seals login states).
-    pub(crate) sessions: Sessions,
+    pub(crate) sessions: Arc<Sessions>,
     /// The identity headers to strip and set.
     pub(crate) identity: IdentityHeaders,
     /// `[access]` rules.
@@ -129,9 +129,13 @@ impl App {
         let callback_path = format!("{}/callback", config.auth_prefix);
         let callback_url = format!("{}{}", config.public_origin(), callback_path);
         Ok(App(Arc::new(Shared {
-            sessions: Sessions::cookie(
-                CookieCodec::new(&config, clock.clone())
-                    .map_err(|e| invalid("session.secret", e))?,
+            sessions: Arc::new(
+                Sessions::from_config(
+                    &config,
+                    CookieCodec::new(&config, clock.clone())
+                        .map_err(|e| invalid("session.secret", e))?,
+                )
+                .map_err(|e| invalid(e.key, e.message))?,
             ),
             identity: IdentityHeaders::new(&config.headers).map_err(|e| invalid("headers", e))?,
             access: Access::new(&config.access).map_err(|e| invalid("access.skip_auth", e))?,
@@ -155,6 +159,11 @@ impl App {
     /// The shared state.
     pub fn shared(&self) -> &Shared {
         &self.0
+    }
+
+    /// The session store (tests and the operator's commands reach sessions through it).
+    pub fn sessions(&self) -> &Sessions {
+        &self.0.sessions
     }
 }
 
@@ -205,16 +214,18 @@ impl Shared {
         let Some(session) = self.sessions.load(headers).await? else {
             return Ok((None, None));
         };
-        Ok(
-            match self.revalidator.check(&self.dingtalk, &session).await {
-                Verdict::Fresh => (Some(session), None),
-                Verdict::Updated(s) => {
-                    let cookie = self.sessions.save(&s).await?;
-                    (Some(*s), Some(cookie))
-                }
-                Verdict::Revoked => (None, Some(self.sessions.clear_cookie())),
-            },
-        )
+        let verdict = self
+            .revalidator
+            .check(&self.dingtalk, &self.sessions, &session)
+            .await;
+        Ok(match verdict {
+            Verdict::Fresh => (Some(session), None),
+            Verdict::Updated(s) => {
+                let cookie = self.sessions.refresh(&s).await?;
+                (Some(*s), cookie)
+            }
+            Verdict::Revoked => (None, Some(self.sessions.clear_cookie())),
+        })
     }
 
     /// What the client sees when the session store cannot answer: 503 with `Retry-After`, a

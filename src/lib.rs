@@ -8,6 +8,7 @@
 //! - [`session`]: the session and login-state cookies (encrypted, authenticated).
 //! - [`store`]: the session-store seam: load, save, end, revoke, login-state replay memory.
 //! - [`clock`]: the injectable wall clock every expiry is judged by.
+//! - [`admin`]: the operator's `sessions list|revoke` commands.
 //! - [`login`]: our endpoints under `auth_prefix`: login, callback, verify, userinfo, logout.
 //! - [`pages`]: the HTML pages we show ourselves.
 //! - [`redirect`]: the hostile `rd` parameter, reduced to a same-origin path.
@@ -27,6 +28,7 @@
 //! Tests and examples start a proxy in-process with [`start`].
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod config;

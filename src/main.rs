@@ -23,6 +23,27 @@ enum Command {
     Run,
     /// Print the effective config with secrets redacted; exit 2 if it is invalid.
     CheckConfig,
+    /// List or end server-side sessions (needs `session.store = "redis"`).
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsAction {
+    /// One line per live session: userid, name, issued, expires, short id hash.
+    List {
+        /// Only this user's sessions.
+        #[arg(long)]
+        userid: Option<String>,
+    },
+    /// End every session of a user on every replica at once; prints how many ended.
+    Revoke {
+        /// The user whose sessions end.
+        #[arg(long)]
+        userid: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +65,42 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config),
+        Command::Sessions { action } => sessions(config, action),
+    }
+}
+
+/// `sessions list` / `sessions revoke`: straight to the store the config names.
+fn sessions(config: Config, action: SessionsAction) -> ExitCode {
+    use dingtalk_auth_proxy::admin::{self, AdminError};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dingtalk-auth-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match action {
+            SessionsAction::List { userid } => admin::list(&config, userid.as_deref()).await,
+            SessionsAction::Revoke { userid } => admin::revoke(&config, &userid).await,
+        }
+    });
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e @ AdminError::NeedsRedis) => {
+            eprintln!("dingtalk-auth-proxy: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("dingtalk-auth-proxy: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

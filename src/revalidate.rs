@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::dingtalk::{DingTalk, DingTalkError, User};
 use crate::session::Session;
+use crate::store::{Sessions, StoreError};
 
 /// How long to wait before asking DingTalk again after a failed check.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
@@ -82,7 +83,12 @@ impl Revalidator {
 
     /// Judges `session`: refused for good once its user was reported gone; otherwise from the
     /// newest check, starting one when the session is stale (see the module doc for who waits).
-    pub async fn check(&self, dingtalk: &DingTalk, session: &Session) -> Verdict {
+    pub async fn check(
+        &self,
+        dingtalk: &DingTalk,
+        store: &Arc<Sessions>,
+        session: &Session,
+    ) -> Verdict {
         if self.every == 0 {
             return Verdict::Fresh;
         }
@@ -91,7 +97,7 @@ impl Revalidator {
         }
         // Start the one check for this user, or — when one is running (even one started a
         // moment ago by a concurrent request) — wait for its answer, bounded.
-        match self.start(dingtalk, session.userid()) {
+        match self.start(dingtalk, store, session.userid()) {
             // This request started the check and is served as it is — unless an answer
             // landed between the look above and the start (then that answer counts).
             None => self.known(session).unwrap_or(Verdict::Fresh),
@@ -129,7 +135,12 @@ impl Revalidator {
 
     /// Starts the one background check for `userid` and returns `None`; when one is already
     /// running, returns what to wait on instead. One atomic map entry decides which.
-    fn start(&self, dingtalk: &DingTalk, userid: &str) -> Option<watch::Receiver<bool>> {
+    fn start(
+        &self,
+        dingtalk: &DingTalk,
+        store: &Arc<Sessions>,
+        userid: &str,
+    ) -> Option<watch::Receiver<bool>> {
         let (tx, rx) = watch::channel(false);
         match self.in_flight.entry(userid.to_string()) {
             dashmap::Entry::Occupied(running) => return Some(running.get().clone()),
@@ -139,9 +150,10 @@ impl Revalidator {
         }
         let this = self.clone();
         let dingtalk = dingtalk.clone();
+        let store = store.clone();
         let userid = userid.to_string();
         tokio::spawn(async move {
-            let checked = this.ask(&dingtalk, &userid).await;
+            let checked = this.check_shared(&dingtalk, &store, &userid).await;
             let now = this.clock.now_secs();
             this.prune(now);
             if matches!(checked.outcome, Outcome::Gone) {
@@ -152,6 +164,58 @@ impl Revalidator {
             let _ = tx.send(true);
         });
         None
+    }
+
+    /// One check of `userid`, shared through the store with every replica: only the replica
+    /// that claims it asks DingTalk (others take "fresh" for an interval; the answer reaches
+    /// them through the store), and its answer is written to every stored session of the user
+    /// — updated details, or all of them ended.
+    async fn check_shared(&self, dingtalk: &DingTalk, store: &Sessions, userid: &str) -> Checked {
+        let every = Duration::from_secs(self.every);
+        match store.claim_check(userid, every).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Checked {
+                    at: self.clock.now_secs(),
+                    outcome: Outcome::Unknown,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%userid, error = %e, "revalidation skipped: session store unavailable");
+                return self.failed();
+            }
+        }
+        let checked = self.ask(dingtalk, userid).await;
+        let stored = match &checked.outcome {
+            Outcome::Active(user) => store.refresh_user(user, checked.at).await,
+            Outcome::Gone => match store.revoke_user(userid).await {
+                Ok(n) => {
+                    tracing::info!(%userid, sessions = n, "revalidation: sessions ended in the store");
+                    Ok(())
+                }
+                Err(StoreError::NeedsServerStore) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Outcome::Unknown => Ok(()),
+        };
+        if let Err(e) = stored {
+            tracing::warn!(%userid, error = %e, "revalidation answer not stored");
+        }
+        checked
+    }
+
+    /// A check that failed: counted as made long enough ago to be retried after
+    /// [`RETRY_AFTER_FAILURE`].
+    fn failed(&self) -> Checked {
+        let at = self
+            .clock
+            .now_secs()
+            .saturating_sub(self.every)
+            .saturating_add(RETRY_AFTER_FAILURE.as_secs().min(self.every));
+        Checked {
+            at,
+            outcome: Outcome::Unknown,
+        }
     }
 
     async fn ask(&self, dingtalk: &DingTalk, userid: &str) -> Checked {
@@ -167,15 +231,7 @@ impl Revalidator {
             }
             Err(e) => {
                 tracing::warn!(%userid, error = %e, "revalidation failed; keeping the session for now");
-                // Counted as checked long enough ago to be asked again after the retry delay.
-                let now = self.clock.now_secs();
-                let at = now
-                    .saturating_sub(self.every)
-                    .saturating_add(RETRY_AFTER_FAILURE.as_secs().min(self.every));
-                return Checked {
-                    at,
-                    outcome: Outcome::Unknown,
-                };
+                return self.failed();
             }
         };
         Checked {

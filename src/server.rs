@@ -125,7 +125,14 @@ pub async fn serve_admin(listener: TcpListener, app: App, shutdown: impl Future<
                     );
                     r
                 }
-                "/healthz" | "/readyz" => response::text(StatusCode::OK, "ok\n"),
+                "/healthz" => response::text(StatusCode::OK, "ok\n"),
+                // Ready when the session store answers (always, for the cookie store).
+                "/readyz" => match app.shared().sessions.ready().await {
+                    Ok(()) => response::text(StatusCode::OK, "ok\n"),
+                    Err(e) => {
+                        response::text_owned(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+                    }
+                },
                 _ => response::text(StatusCode::NOT_FOUND, "not found\n"),
             }
         }

@@ -77,6 +77,21 @@ impl Session {
     }
 }
 
+/// What the session cookie carries when the session itself lives in a server-side store:
+/// whose it is and its id (sealed like every cookie of ours, so it cannot be forged).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRef {
+    /// The user's DingTalk userid.
+    #[serde(rename = "u")]
+    pub userid: String,
+    /// The session's id.
+    #[serde(rename = "sid")]
+    pub id: String,
+    /// Expires at, seconds since the Unix epoch.
+    #[serde(rename = "exp")]
+    pub expires_at: u64,
+}
+
 impl LoginState {
     /// True once the login took longer than [`LOGIN_STATE_TTL`], at `now`.
     pub fn is_expired(&self, now: u64) -> bool {
@@ -195,6 +210,25 @@ impl CookieCodec {
         find_cookies(headers, &self.name)
             .filter_map(|sealed| self.open::<Session>(&self.name, sealed))
             .find(|s| !s.is_expired(self.clock.now_secs()))
+    }
+
+    /// The unexpired [`SessionRef`] in the request's session cookie, if any (server-side store).
+    pub fn session_ref(&self, headers: &HeaderMap) -> Option<SessionRef> {
+        let now = self.clock.now_secs();
+        find_cookies(headers, &self.name)
+            .filter_map(|sealed| self.open::<SessionRef>(&self.name, sealed))
+            .find(|r| now < r.expires_at && !r.id.is_empty())
+    }
+
+    /// `Set-Cookie` value carrying a reference to `session` (server-side store).
+    pub fn session_ref_cookie(&self, session: &Session) -> String {
+        let r = SessionRef {
+            userid: session.userid().to_string(),
+            id: session.id.clone(),
+            expires_at: session.expires_at,
+        };
+        let max_age = session.expires_at.saturating_sub(self.clock.now_secs());
+        self.seal(&self.name, &r, "/", max_age)
     }
 
     /// The login started with `state`, from its own state cookie, if the cookie is authentic
@@ -341,6 +375,14 @@ impl CookieCodec {
             .decrypt(Cookie::new(name.to_string(), sealed.to_string()))?;
         serde_json::from_str(plain.value()).ok()
     }
+}
+
+/// A short, stable, one-way name for a session id (logs, audit, `sessions list`): the first
+/// 12 hex digits of its SHA-256. The id itself is never shown.
+pub fn id_hash(id: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Derives the AES-GCM key from the configured secret (HKDF inside `cookie::Key`).

@@ -3,14 +3,22 @@
 //! every session of a user (revocation) and the login-`state` replay memory all go through
 //! [`Sessions`]; nothing on the request path learns which store it talks to.
 //!
-//! Today's store is the cookie: the whole session, sealed, travels with the browser
-//! (`session.store = "cookie"`). A server-side store keeps the session under its id and puts
-//! only the id in the sealed cookie.
+//! Two stores: the cookie (`session.store = "cookie"`, the default), where the whole session,
+//! sealed, travels with the browser; and Redis ([`redis`]), where the session lives under a
+//! random id and the sealed cookie carries only that id — so logout and revocation take
+//! effect on every replica at once.
+
+pub mod redis;
+
+use std::time::Duration;
 
 use http::HeaderMap;
 
 use crate::clock::Clock;
+use crate::config::{Config, Store};
 use crate::session::{CookieCodec, Session, UsedStates};
+use crate::user::User;
+use redis::{RedisConfigError, RedisStore};
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +35,8 @@ pub enum StoreError {
 enum Backend {
     /// The sealed cookie carries the whole session.
     Cookie,
+    /// Redis keeps the session; the sealed cookie carries its id.
+    Redis(RedisStore),
 }
 
 /// Loads, saves, ends and revokes sessions, and remembers used login states.
@@ -46,6 +56,37 @@ impl Sessions {
         }
     }
 
+    /// The store `config` asks for. No I/O.
+    pub fn from_config(config: &Config, codec: CookieCodec) -> Result<Sessions, RedisConfigError> {
+        Ok(match config.session.store {
+            Store::Cookie => Sessions::cookie(codec),
+            Store::Redis => {
+                let store = RedisStore::new(&config.session, codec.clock().clone())?;
+                Sessions {
+                    codec,
+                    backend: Backend::Redis(store),
+                    used_states: UsedStates::default(),
+                }
+            }
+        })
+    }
+
+    /// The Redis store, when sessions live there.
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match &self.backend {
+            Backend::Redis(r) => Some(r),
+            Backend::Cookie => None,
+        }
+    }
+
+    /// Whether the store answers now (`/readyz`); the cookie store always does.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Cookie => Ok(()),
+            Backend::Redis(r) => r.ping().await,
+        }
+    }
+
     /// The cookie codec (also seals the per-login state cookies).
     pub fn codec(&self) -> &CookieCodec {
         &self.codec
@@ -58,25 +99,47 @@ impl Sessions {
 
     /// The request's valid, unexpired session, if any.
     pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
-        match self.backend {
+        match &self.backend {
             Backend::Cookie => Ok(self.codec.session(headers)),
+            Backend::Redis(r) => match self.codec.session_ref(headers) {
+                // No cookie of ours: no need to ask Redis.
+                None => Ok(None),
+                Some(id) => r.load(&id.userid, &id.id).await,
+            },
         }
     }
 
     /// Stores `session` (new, or refreshed under the same id); returns the `Set-Cookie` value
     /// that hands it to the browser.
     pub async fn save(&self, session: &Session) -> Result<String, StoreError> {
-        match self.backend {
+        match &self.backend {
             Backend::Cookie => Ok(self.codec.session_cookie(session)),
+            Backend::Redis(r) => {
+                r.save(session).await?;
+                Ok(self.codec.session_ref_cookie(session))
+            }
+        }
+    }
+
+    /// Stores `session`'s refreshed details under its id (revalidation); the `Set-Cookie`
+    /// value to send, if the browser's copy must change. A session ended meanwhile stays
+    /// ended.
+    pub async fn refresh(&self, session: &Session) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Cookie => Ok(Some(self.codec.session_cookie(session))),
+            Backend::Redis(r) => r.refresh(session).await.map(|()| None),
         }
     }
 
     /// Ends the request's session (logout); returns the `Set-Cookie` value that deletes it.
     pub async fn end(&self, headers: &HeaderMap) -> Result<String, StoreError> {
-        match self.backend {
+        match &self.backend {
             // Nothing to delete but the browser's copy.
-            Backend::Cookie => {
-                let _ = headers;
+            Backend::Cookie => Ok(self.codec.clear_session_cookie()),
+            Backend::Redis(r) => {
+                if let Some(id) = self.codec.session_ref(headers) {
+                    r.end(&id.userid, &id.id).await?;
+                }
                 Ok(self.codec.clear_session_cookie())
             }
         }
@@ -89,23 +152,40 @@ impl Sessions {
 
     /// Ends every session of `userid`; how many ended.
     pub async fn revoke_user(&self, userid: &str) -> Result<usize, StoreError> {
-        match self.backend {
-            Backend::Cookie => {
-                let _ = userid;
-                Err(StoreError::NeedsServerStore)
-            }
+        match &self.backend {
+            Backend::Cookie => Err(StoreError::NeedsServerStore),
+            Backend::Redis(r) => r.revoke_user(userid).await,
+        }
+    }
+
+    /// Claims the DingTalk check of `userid` for `every`: true for exactly one replica
+    /// sharing the store (always true for the cookie store, which shares nothing).
+    pub async fn claim_check(&self, userid: &str, every: Duration) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Cookie => Ok(true),
+            Backend::Redis(r) => r.claim_check(userid, every).await,
+        }
+    }
+
+    /// Puts `user`'s current details into every stored session of theirs (no-op for cookies:
+    /// each browser's copy is refreshed when it comes by).
+    pub async fn refresh_user(&self, user: &User, at: u64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Cookie => Ok(()),
+            Backend::Redis(r) => r.refresh_user(user, at).await,
         }
     }
 
     /// Marks a login `state` (valid until `expires_at`) used; `false` when it was used before
     /// (a replayed callback). Atomic: of two concurrent callbacks with one state, one passes.
     pub async fn consume_state(&self, state: &str, expires_at: u64) -> Result<bool, StoreError> {
-        match self.backend {
+        match &self.backend {
             Backend::Cookie => {
                 Ok(self
                     .used_states
                     .consume(state, expires_at, self.clock().now_secs()))
             }
+            Backend::Redis(r) => r.consume_state(state, expires_at).await,
         }
     }
 }

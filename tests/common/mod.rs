@@ -15,6 +15,7 @@ pub mod appservers;
 pub mod browser;
 pub mod fronts;
 pub mod lines;
+pub mod redis;
 pub mod sidecar;
 
 /// A User-Agent of the DingTalk mobile client.
