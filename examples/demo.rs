@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 #[tokio::main]
 async fn main() {
-    dingtalk_auth_proxy::init_logging();
+    dingtalk_auth_proxy::init_logging(dingtalk_auth_proxy::config::LogFormat::Text);
     let mut port: u16 = 8080;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

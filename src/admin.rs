@@ -54,6 +54,14 @@ pub async fn list(config: &Config, userid: Option<&str>) -> Result<String, Admin
 /// Ends every session of `userid`; says how many ended.
 pub async fn revoke(config: &Config, userid: &str) -> Result<String, AdminError> {
     let n = store(config)?.revoke_user(userid).await?;
+    if let Some(file) = &config.audit.file {
+        let mut event = crate::audit::Event::new("revoked")
+            .reason(format!("sessions revoke command ({n} session(s))"));
+        event.userid = Some(userid.to_string());
+        if let Err(e) = crate::audit::append_now(file, &event) {
+            eprintln!("dingtalk-auth-proxy: cannot write the audit file {file}: {e}");
+        }
+    }
     Ok(format!("revoked {n} session(s) of {userid}\n"))
 }
 

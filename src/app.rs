@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 
 use crate::access::Access;
+use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::dingtalk::{DingTalk, DingTalkError};
@@ -83,6 +84,8 @@ pub struct Shared {
     pub(crate) metrics: Metrics,
     /// Periodic re-checks of sessions against DingTalk.
     pub(crate) revalidator: Revalidator,
+    /// The login audit trail (off unless `[audit] file` is set).
+    pub(crate) audit: Audit,
     /// `trusted_proxies`: whose forwarded headers count.
     pub(crate) trusted: TrustedProxies,
     /// `verify.uri_header`; `None` = auto.
@@ -105,6 +108,11 @@ impl App {
 
     /// [`App::new`] reading time from `clock` (tests move a manual clock instead of sleeping).
     pub fn with_clock(config: Config, clock: Clock) -> Result<App, StartError> {
+        App::build(config, clock, Audit::off())
+    }
+
+    /// [`App::with_clock`], recording audit events to `audit`.
+    pub fn build(config: Config, clock: Clock, audit: Audit) -> Result<App, StartError> {
         config.validate()?;
         let uri_header = match config.verify.uri_header.as_str() {
             h if h.eq_ignore_ascii_case("auto") => None,
@@ -147,7 +155,9 @@ impl App {
                 config.dingtalk.timeout,
                 config.session.ttl,
                 clock,
+                audit.clone(),
             ),
+            audit,
             trusted: TrustedProxies::new(&config.trusted_proxies),
             uri_header,
             callback_path,

@@ -9,6 +9,8 @@
 //! - [`store`]: the session-store seam: load, save, end, revoke, login-state replay memory.
 //! - [`clock`]: the injectable wall clock every expiry is judged by.
 //! - [`admin`]: the operator's `sessions list|revoke` commands.
+//! - [`audit`]: the login audit trail (`[audit] file`), written off the request path.
+//! - [`request_id`]: `X-Request-Id`, kept or made, on every log line of the request.
 //! - [`login`]: our endpoints under `auth_prefix`: login, callback, verify, userinfo, logout.
 //! - [`pages`]: the HTML pages we show ourselves.
 //! - [`redirect`]: the hostile `rd` parameter, reduced to a same-origin path.
@@ -30,6 +32,7 @@
 pub mod access;
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod conn;
@@ -45,6 +48,7 @@ pub mod metrics;
 pub mod pages;
 pub mod proxy;
 pub mod redirect;
+pub mod request_id;
 pub mod response;
 pub mod revalidate;
 pub mod server;
@@ -58,17 +62,21 @@ use std::net::SocketAddr;
 pub use app::{App, StartError};
 pub use config::{Config, ConfigError};
 
-/// Logs to stderr at `info` (or as `RUST_LOG` says): the binary's and the demo's setup.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
+/// Logs to stderr at `info` (or as `RUST_LOG` says), as text or one JSON object per line:
+/// the binary's and the demo's setup.
+pub fn init_logging(format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => builder.json().with_current_span(true).init(),
         // Colour only for a person at a terminal, never into files or journald.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 /// A proxy running in this process (tests, examples).
@@ -107,6 +115,9 @@ pub enum RunError {
     /// The proxy could not be built.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The audit file could not be opened.
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 /// Binds `config.listen` (and `admin_listen`), builds the proxy and serves it in a spawned
@@ -131,7 +142,11 @@ pub async fn start_with_clock(
         None => None,
     };
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
-    let app = App::with_clock(config, clock)?;
+    let audit = match &config.audit.file {
+        Some(file) => audit::Audit::start(file).await?,
+        None => audit::Audit::off(),
+    };
+    let app = App::build(config, clock, audit)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve_all(listener, admin, app.clone(), async {
         let _ = stopped.await;

@@ -11,6 +11,7 @@ use rand::RngCore;
 use serde_json::json;
 
 use crate::app::{Decision, Shared};
+use crate::audit::Event;
 use crate::dingtalk::DingTalkError;
 use crate::pages;
 use crate::redirect::safe_rd;
@@ -138,11 +139,41 @@ pub async fn callback(
     resp
 }
 
-/// One `warn` line per refused login: why, who (when known) and from where — never a code,
-/// token or cookie.
-fn refused(client: IpAddr, userid: Option<&str>, reason: &str) {
-    let userid = userid.unwrap_or("-");
-    tracing::warn!(%client, %userid, %reason, "login refused");
+/// Who is logging in, for log lines and audit events about the attempt.
+struct Attempt<'a> {
+    app: &'a Shared,
+    headers: &'a HeaderMap,
+    client: IpAddr,
+    /// The login state's flow, once the state is known.
+    flow: Option<&'a str>,
+}
+
+impl Attempt<'_> {
+    /// One `warn` line and one `login_failed` audit event per refused login: why, who (when
+    /// known) and from where — never a code, token or cookie.
+    fn refused(&self, user: Option<&crate::user::User>, reason: &str) {
+        self.record("login_failed", user, reason);
+    }
+
+    /// A login refused by `[access]`: a `denied` audit event.
+    fn denied(&self, user: &crate::user::User) {
+        self.record("denied", Some(user), "not allowed by [access]");
+    }
+
+    fn record(&self, kind: &'static str, user: Option<&crate::user::User>, reason: &str) {
+        let client = self.client;
+        let userid = user.map_or("-", |u| u.userid.as_str());
+        tracing::warn!(%client, %userid, %reason, "login refused");
+        let mut event = Event::new(kind).client(client, self.headers).reason(reason);
+        if let Some(u) = user {
+            event.userid = Some(u.userid.clone());
+            event.name = u.name.clone();
+        }
+        if let Some(flow) = self.flow {
+            event = event.flow(flow);
+        }
+        self.app.audit.record(event);
+    }
 }
 
 async fn callback_inner(
@@ -152,6 +183,12 @@ async fn callback_inner(
     sent_state: &str,
     client: IpAddr,
 ) -> Response<Body> {
+    let mut attempt = Attempt {
+        app,
+        headers,
+        client,
+        flow: None,
+    };
     let saved = app.codec().login_state(headers, sent_state);
     // Where the user was going: from the state cookie (even an expired one), else `/`.
     let rd = saved.as_ref().map_or("/", |s| s.rd.as_str()).to_string();
@@ -190,10 +227,11 @@ async fn callback_inner(
                 return resp;
             }
             app.metrics.login("bad_state");
-            refused(client, None, reason);
+            attempt.refused(None, reason);
             return pages::error(StatusCode::BAD_REQUEST, zh, en, Some(&retry));
         }
     };
+    attempt.flow = Some(&saved.flow);
     if let Some(err) = query_param(query, "error") {
         app.metrics.login("denied");
         let reason = format!(
@@ -204,7 +242,7 @@ async fn callback_inner(
                 .take(64)
                 .collect::<String>()
         );
-        refused(client, None, &reason);
+        attempt.refused(None, &reason);
         return pages::error(
             StatusCode::FORBIDDEN,
             "钉钉登录未完成（已取消或被拒绝）。",
@@ -220,7 +258,7 @@ async fn callback_inner(
     };
     let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 512) else {
         app.metrics.login("bad_request");
-        refused(client, None, "no authorization code");
+        attempt.refused(None, "no authorization code");
         return pages::error(
             StatusCode::BAD_REQUEST,
             "缺少钉钉授权码，请重新登录。",
@@ -237,19 +275,19 @@ async fn callback_inner(
         Ok(user) => user,
         Err(e) => {
             app.metrics.login("dingtalk_error");
-            refused(client, None, &format!("DingTalk: {e}"));
+            attempt.refused(None, &format!("DingTalk: {e}"));
             return dingtalk_error_page(&e, &retry);
         }
     };
     if user.active == Some(false) {
         app.metrics.login("inactive");
-        refused(client, Some(&user.userid), "account not active");
+        attempt.refused(Some(&user), "account not active");
         return pages::inactive(&user.userid, &app.switch_account_url(&saved.rd));
     }
     let session = Session::new(user, app.codec().ttl(), now);
     if !app.access.allows(&session) {
         app.metrics.login("forbidden");
-        refused(client, Some(session.userid()), "not allowed by [access]");
+        attempt.denied(&session.user);
         return pages::forbidden(session.userid());
     }
     let cookie = match app.sessions.save(&session).await {
@@ -258,6 +296,12 @@ async fn callback_inner(
     };
     app.metrics.login("ok");
     tracing::info!(%client, userid = %session.userid(), flow = %saved.flow, "login");
+    app.audit.record(
+        Event::new("login")
+            .session(&session)
+            .client(client, headers)
+            .flow(&saved.flow),
+    );
     let mut resp = response::redirect(&saved.rd);
     response::set_cookie(&mut resp, &cookie);
     resp
@@ -290,8 +334,15 @@ pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Resp
             app.metrics.verify("skip");
             identity_answer(app, s.as_ref())
         }
-        Decision::Forbidden(_) => {
+        Decision::Forbidden(s) => {
             app.metrics.verify("forbidden");
+            let client = app.trusted.client_ip(peer, headers);
+            app.audit.record(
+                Event::new("denied")
+                    .session(&s)
+                    .client(client, headers)
+                    .reason(format!("not allowed by [access]: {}", path.unwrap_or("?"))),
+            );
             response::status(StatusCode::FORBIDDEN)
         }
         Decision::Unauthenticated => {
@@ -396,7 +447,18 @@ fn userinfo_answer(app: &Shared, session: Option<Session>) -> Response<Body> {
 /// `GET|POST {prefix}/logout?rd=`: ends the session in the store, then 302 to `rd` or the
 /// signed-out page. When the store cannot be reached the browser's copy is still deleted, and
 /// the answer is 503 (the session may live on elsewhere until the store is back).
-pub async fn logout(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
+pub async fn logout(
+    app: &Shared,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    client: IpAddr,
+) -> Response<Body> {
+    // Who is leaving, for the audit trail (no store call when auditing is off).
+    let leaving = if app.audit.is_on() {
+        app.sessions.load(headers).await.ok().flatten()
+    } else {
+        None
+    };
     let clear = match app.sessions.end(headers).await {
         Ok(clear) => clear,
         Err(e) => {
@@ -405,6 +467,10 @@ pub async fn logout(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> R
             return resp;
         }
     };
+    if let Some(s) = leaving {
+        app.audit
+            .record(Event::new("logout").session(&s).client(client, headers));
+    }
     let mut resp = match query_param(query, "rd") {
         Some(rd) => response::redirect(&safe_rd(Some(&rd))),
         None => pages::signed_out(&app.login_url("/", false)),
@@ -435,7 +501,10 @@ pub async fn handle(
             callback(app, headers, query, client).await
         }
         "/userinfo" if get => userinfo(app, headers).await,
-        "/logout" if get || method == Method::POST => logout(app, headers, query).await,
+        "/logout" if get || method == Method::POST => {
+            let client = app.trusted.client_ip(peer, headers);
+            logout(app, headers, query, client).await
+        }
         "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
             let mut r = response::status(StatusCode::METHOD_NOT_ALLOWED);
             r.headers_mut()

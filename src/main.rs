@@ -105,7 +105,7 @@ fn sessions(config: Config, action: SessionsAction) -> ExitCode {
 }
 
 fn run(config: Config) -> ExitCode {
-    dingtalk_auth_proxy::init_logging();
+    dingtalk_auth_proxy::init_logging(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::sync::watch;
 
+use crate::audit::{Audit, Event};
 use crate::clock::Clock;
 use crate::dingtalk::{DingTalk, DingTalkError, User};
 use crate::session::Session;
@@ -64,12 +65,19 @@ pub struct Revalidator {
     /// Checks running now; the receiver turns `true` when the check's answer is recorded.
     in_flight: Arc<DashMap<String, watch::Receiver<bool>>>,
     clock: Clock,
+    audit: Audit,
 }
 
 impl Revalidator {
     /// Revalidates every `every` (zero turns it off); a request waits at most `wait` for a
     /// check already running; sessions last at most `ttl`. Time is read from `clock`.
-    pub fn new(every: Duration, wait: Duration, ttl: Duration, clock: Clock) -> Revalidator {
+    pub fn new(
+        every: Duration,
+        wait: Duration,
+        ttl: Duration,
+        clock: Clock,
+        audit: Audit,
+    ) -> Revalidator {
         Revalidator {
             every: every.as_secs(),
             wait,
@@ -78,6 +86,7 @@ impl Revalidator {
             gone: Arc::new(DashMap::new()),
             in_flight: Arc::new(DashMap::new()),
             clock,
+            audit,
         }
     }
 
@@ -218,15 +227,24 @@ impl Revalidator {
         }
     }
 
+    fn revoked(&self, userid: &str, name: Option<String>, reason: &str) {
+        let mut event = Event::new("revoked").reason(reason);
+        event.userid = Some(userid.to_string());
+        event.name = name;
+        self.audit.record(event);
+    }
+
     async fn ask(&self, dingtalk: &DingTalk, userid: &str) -> Checked {
         let outcome = match dingtalk.user_details(userid).await {
             Ok(user) if user.active == Some(false) => {
                 tracing::info!(%userid, "revalidation: user is deactivated; session ended");
+                self.revoked(userid, user.name, "deactivated in DingTalk (revalidation)");
                 Outcome::Gone
             }
             Ok(user) => Outcome::Active(Box::new(user)),
             Err(DingTalkError::NotInCorp) => {
                 tracing::info!(%userid, "revalidation: user left the corp; session ended");
+                self.revoked(userid, None, "left the corp (revalidation)");
                 Outcome::Gone
             }
             Err(e) => {
@@ -268,6 +286,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(3600),
             Clock::manual(now),
+            Audit::off(),
         );
         for i in 0..10_001u64 {
             r.gone.insert(format!("old{i}"), now - 3601);
@@ -302,6 +321,7 @@ mod tests {
             Duration::from_secs(1),
             Duration::from_secs(3600),
             clock.clone(),
+            Audit::off(),
         );
         let user = User {
             userid: "wangwu".into(),

@@ -8,17 +8,32 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+use tracing::Instrument;
+
 use crate::app::{is_navigation, App, Decision};
+use crate::audit::Event;
 use crate::config::LimitsConfig;
 use crate::conn;
 use crate::login;
 use crate::pages;
 use crate::proxy::Forward;
+use crate::request_id;
 use crate::response::{self, Body};
 
 impl App {
-    /// Handles one request from `peer`.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Handles one request from `peer`: gives it a request id (kept from the client when
+    /// sane), routes it inside a `request` span so every log line names the id, and returns
+    /// the id with the answer.
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let id = request_id::ensure(req.headers_mut());
+        let span = tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()));
+        let mut resp = self.route(req, peer).instrument(span).await;
+        resp.headers_mut()
+            .insert(request_id::X_REQUEST_ID.clone(), id);
+        resp
+    }
+
+    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let app = self.shared();
         let prefix = app.config.auth_prefix.as_str();
         let path = req.uri().path();
@@ -53,6 +68,13 @@ impl App {
             }
             Decision::Forbidden(session) => {
                 app.metrics.request("forbidden");
+                let client = app.trusted.client_ip(peer, req.headers());
+                app.audit.record(
+                    Event::new("denied")
+                        .session(&session)
+                        .client(client, req.headers())
+                        .reason(format!("not allowed by [access]: {}", req.uri().path())),
+                );
                 return pages::forbidden(session.userid());
             }
             Decision::StoreDown(e) => {

@@ -33,6 +33,13 @@ impl Proxy {
 }
 
 async fn start_binary(fake: &dingtalk_auth_proxy::fake::FakeHandle) -> Proxy {
+    start_binary_with(fake, &[]).await
+}
+
+async fn start_binary_with(
+    fake: &dingtalk_auth_proxy::fake::FakeHandle,
+    env: &[(&str, &str)],
+) -> Proxy {
     let port = free_port();
     let upstream = dingtalk_auth_proxy::demo::start_echo().await.unwrap();
     let base = fake.base_url();
@@ -49,6 +56,7 @@ async fn start_binary(fake: &dingtalk_auth_proxy::fake::FakeHandle) -> Proxy {
         .env("DAP_DINGTALK__JSAPI_URL", fake.jsapi_url())
         .env("DAP_SESSION__SECRET", SECRET)
         .env("DAP_ACCESS__ALLOW_USERIDS", "wangwu")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = spawn_guarded(&mut cmd).expect("the binary starts");
@@ -185,4 +193,49 @@ async fn every_refused_login_is_one_line() {
             assert!(line.contains(&format!("userid={u}")), "{line}");
         }
     }
+}
+
+/// With `log_format = "json"` every line the binary writes parses as one JSON object, and the
+/// lines about a request carry its `X-Request-Id` (the client's when sane), which also comes
+/// back in the response.
+#[tokio::test]
+async fn json_logs_with_request_ids() {
+    let fake = FakeDingTalk::new().user(wangwu()).start().await.unwrap();
+    let p = start_binary_with(&fake, &[("DAP_LOG_FORMAT", "json")]).await;
+    let r = get_url(
+        &format!(
+            "{}/_auth/callback?code=abc&state=statevalue12345678",
+            p.base
+        ),
+        &[("user-agent", DINGTALK_UA), ("x-request-id", "req-42.a_b")],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["x-request-id"], "req-42.a_b");
+    let mut lines = p.lines_until("login refused");
+    // A request id that is not a sane token is replaced by a generated one.
+    let r = get_url(
+        &format!(
+            "{}/_auth/callback?code=abc&state=statevalue12345678",
+            p.base
+        ),
+        &[("x-request-id", "evil id\"}")],
+    )
+    .await;
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(generated.len(), 22, "{generated}");
+    lines.extend(p.lines_until("login refused"));
+    let mut ids = Vec::new();
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+        if v["fields"]["message"] == "login refused" {
+            ids.push(v["span"]["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(ids, vec!["req-42.a_b".to_string(), generated]);
 }

@@ -273,3 +273,37 @@ async fn app_down_or_slow() {
     let j: serde_json::Value = r.json().await.unwrap();
     assert_eq!(j["error"], "upstream_unavailable");
 }
+
+/// Every request has an `X-Request-Id`: the client's when it is a sane token, else a new one;
+/// the app behind us receives the same id the client gets back.
+#[tokio::test]
+async fn request_ids_reach_the_app_and_come_back() {
+    let h = start().await;
+    let (session, _) = h.login_inapp("wangwu", "/").await;
+    for (sent, kept) in [
+        (Some("trace-7f3a.1"), true),
+        (Some("a b"), false),
+        (None, false),
+    ] {
+        let mut headers = vec![("cookie", session.as_str()), ("accept", "application/json")];
+        if let Some(id) = sent {
+            headers.push(("x-request-id", id));
+        }
+        let r = h.get("/x", &headers).await;
+        assert_eq!(r.status(), 200);
+        let back = r.headers()["x-request-id"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        let echo: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(seen(&echo, "x-request-id"), vec![back.as_str()], "{sent:?}");
+        if kept {
+            assert_eq!(Some(back.as_str()), sent);
+        } else {
+            assert_eq!(back.len(), 22, "{sent:?} -> {back}");
+        }
+    }
+    // Our own answers carry one too.
+    let r = h.get("/_auth/healthz", &[]).await;
+    assert_eq!(r.headers()["x-request-id"].len(), 22);
+}
