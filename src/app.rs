@@ -81,7 +81,7 @@ pub struct Shared {
     /// The upstream, absent in auth-only mode.
     pub(crate) upstream: Option<Upstream>,
     /// Counters.
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: Arc<Metrics>,
     /// Periodic re-checks of sessions against DingTalk.
     pub(crate) revalidator: Revalidator,
     /// The login audit trail (off unless `[audit] file` is set).
@@ -123,7 +123,8 @@ impl App {
                 }
             })?),
         };
-        let dingtalk = DingTalk::new(&config.dingtalk)?;
+        let metrics = Arc::new(Metrics::new());
+        let dingtalk = DingTalk::with_metrics(&config.dingtalk, Some(metrics.clone()))?;
         let upstream = match &config.upstream {
             Some(url) => Some(Upstream::new(
                 url,
@@ -142,6 +143,7 @@ impl App {
                     &config,
                     CookieCodec::new(&config, clock.clone())
                         .map_err(|e| invalid("session.secret", e))?,
+                    metrics.clone(),
                 )
                 .map_err(|e| invalid(e.key, e.message))?,
             ),
@@ -149,14 +151,15 @@ impl App {
             access: Access::new(&config.access).map_err(|e| invalid("access.skip_auth", e))?,
             dingtalk,
             upstream,
-            metrics: Metrics::new(),
             revalidator: Revalidator::new(
                 config.session.revalidate,
                 config.dingtalk.timeout,
                 config.session.ttl,
                 clock,
                 audit.clone(),
+                metrics.clone(),
             ),
+            metrics,
             audit,
             trusted: TrustedProxies::new(&config.trusted_proxies),
             uri_header,

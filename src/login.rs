@@ -453,12 +453,8 @@ pub async fn logout(
     query: Option<&str>,
     client: IpAddr,
 ) -> Response<Body> {
-    // Who is leaving, for the audit trail (no store call when auditing is off).
-    let leaving = if app.audit.is_on() {
-        app.sessions.load(headers).await.ok().flatten()
-    } else {
-        None
-    };
+    // Who is leaving, for the metrics and the audit trail.
+    let leaving = app.sessions.load(headers).await.ok().flatten();
     let clear = match app.sessions.end(headers).await {
         Ok(clear) => clear,
         Err(e) => {
@@ -468,6 +464,7 @@ pub async fn logout(
         }
     };
     if let Some(s) = leaving {
+        app.metrics.sessions_ended("logout", 1);
         app.audit
             .record(Event::new("logout").session(&s).client(client, headers));
     }

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::audit::{Audit, Event};
 use crate::clock::Clock;
 use crate::dingtalk::{DingTalk, DingTalkError, User};
+use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::store::{Sessions, StoreError};
 
@@ -66,6 +67,7 @@ pub struct Revalidator {
     in_flight: Arc<DashMap<String, watch::Receiver<bool>>>,
     clock: Clock,
     audit: Audit,
+    metrics: Arc<Metrics>,
 }
 
 impl Revalidator {
@@ -77,6 +79,7 @@ impl Revalidator {
         ttl: Duration,
         clock: Clock,
         audit: Audit,
+        metrics: Arc<Metrics>,
     ) -> Revalidator {
         Revalidator {
             every: every.as_secs(),
@@ -87,6 +90,7 @@ impl Revalidator {
             in_flight: Arc::new(DashMap::new()),
             clock,
             audit,
+            metrics,
         }
     }
 
@@ -200,9 +204,14 @@ impl Revalidator {
             Outcome::Gone => match store.revoke_user(userid).await {
                 Ok(n) => {
                     tracing::info!(%userid, sessions = n, "revalidation: sessions ended in the store");
+                    self.metrics.sessions_ended("revoked", n as u64);
                     Ok(())
                 }
-                Err(StoreError::NeedsServerStore) => Ok(()),
+                Err(StoreError::NeedsServerStore) => {
+                    // Cookie sessions: each is refused when it next comes by.
+                    self.metrics.sessions_ended("revoked", 1);
+                    Ok(())
+                }
                 Err(e) => Err(e),
             },
             Outcome::Unknown => Ok(()),
@@ -287,6 +296,7 @@ mod tests {
             Duration::from_secs(3600),
             Clock::manual(now),
             Audit::off(),
+            Arc::new(Metrics::new()),
         );
         for i in 0..10_001u64 {
             r.gone.insert(format!("old{i}"), now - 3601);
@@ -322,6 +332,7 @@ mod tests {
             Duration::from_secs(3600),
             clock.clone(),
             Audit::off(),
+            Arc::new(Metrics::new()),
         );
         let user = User {
             userid: "wangwu".into(),

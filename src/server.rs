@@ -102,8 +102,12 @@ impl App {
             is_navigation(req.method(), req.headers()),
             req.uri().clone(),
         );
+        let started = std::time::Instant::now();
         let mut resp = match upstream.forward(req, fwd).await {
-            Ok(resp) => resp,
+            Ok(resp) => {
+                app.metrics.upstream(started.elapsed());
+                resp
+            }
             Err(e) => app.upstream_failed(&e, navigation, &uri),
         };
         if let Some(c) = set_cookie {

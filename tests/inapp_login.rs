@@ -582,8 +582,11 @@ async fn revalidation_updates_and_revokes() {
 #[tokio::test]
 async fn admin_metrics() {
     let h = start_with(|c| c.admin_listen = Some("127.0.0.1:0".parse().unwrap())).await;
-    h.login_inapp("wangwu", "/").await;
+    let (session, _) = h.login_inapp("wangwu", "/").await;
     h.get("/api", &[("accept", "application/json")]).await;
+    h.echo(&session, "/x", &[]).await;
+    let r = h.get("/_auth/logout", &[("cookie", &session)]).await;
+    assert_eq!(r.status(), 200);
     let admin = h.proxy.admin_addr.expect("admin listener");
     let text = h
         .http
@@ -599,6 +602,16 @@ async fn admin_metrics() {
         text.contains("dap_requests_total{outcome=\"unauthenticated\"} 1"),
         "{text}"
     );
+    for line in [
+        "dap_sessions_created_total 1",
+        "dap_sessions_ended_total{reason=\"logout\"} 1",
+        "dap_upstream_latency_seconds_count 1",
+        "dap_dingtalk_calls_total{endpoint=\"/gettoken\",errcode=\"0\"} 1",
+        "dap_dingtalk_calls_total{endpoint=\"/topapi/v2/user/getuserinfo\",errcode=\"0\"} 1",
+        "dap_dingtalk_calls_total{endpoint=\"/topapi/v2/user/get\",errcode=\"0\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} not in {text}");
+    }
     for path in ["/healthz", "/readyz"] {
         let r = h
             .http

@@ -276,6 +276,25 @@ async fn redis_stall_is_503_not_logged_out() {
         .await
         .expect("readyz");
     assert_eq!(ready.status(), 503);
+    let metrics = h
+        .http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dap_redis_errors_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(errors >= 2, "{metrics}");
+    assert!(
+        metrics.contains("dap_redis_latency_seconds_count"),
+        "{metrics}"
+    );
 
     redis.resume();
     let end = Instant::now() + Duration::from_secs(15);

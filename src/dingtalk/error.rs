@@ -72,6 +72,28 @@ pub enum DingTalkError {
 }
 
 impl DingTalkError {
+    /// The errcode for metrics: DingTalk's own when the error has one, else a short word.
+    pub fn errcode_label(&self) -> String {
+        match self {
+            DingTalkError::Api { errcode, .. } => errcode.to_string(),
+            DingTalkError::NewApi { code, .. } if !code.is_empty() => {
+                code.chars().take(48).collect()
+            }
+            DingTalkError::NewApi { status, .. } => format!("http_{status}"),
+            DingTalkError::InvalidCode => "invalid_code".into(),
+            DingTalkError::NotInCorp => "not_in_corp".into(),
+            DingTalkError::BadCredentials { .. } => "bad_credentials".into(),
+            DingTalkError::MissingPermission { .. } => "60011".into(),
+            DingTalkError::IpNotWhitelisted { .. } => "60020".into(),
+            DingTalkError::RateLimited { .. } => "rate_limited".into(),
+            DingTalkError::Busy => "busy".into(),
+            DingTalkError::TokenRejected => "token_rejected".into(),
+            DingTalkError::Timeout => "timeout".into(),
+            DingTalkError::Network(_) => "network".into(),
+            DingTalkError::BadResponse(_) => "bad_response".into(),
+        }
+    }
+
     /// The HTTP status the proxy answers with when a login fails with this error.
     pub fn status(&self) -> u16 {
         match self {

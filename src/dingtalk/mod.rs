@@ -18,6 +18,7 @@ pub use error::DingTalkError;
 pub use user::User;
 
 use crate::config::{DingTalkConfig, TokenApi, UserApi};
+use crate::metrics::Metrics;
 use error::{from_errcode, from_new_api, is_token_errcode};
 use token::TokenCache;
 use user::{str_field, LegacyUser, V2User};
@@ -42,6 +43,7 @@ struct Inner {
     user_api: UserApi,
     token_api: TokenApi,
     token: TokenCache,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// An HTTP method for oapi calls.
@@ -54,6 +56,14 @@ enum Call<'a> {
 impl DingTalk {
     /// Builds the client; no network I/O.
     pub fn new(cfg: &DingTalkConfig) -> Result<DingTalk, DingTalkError> {
+        DingTalk::with_metrics(cfg, None)
+    }
+
+    /// [`DingTalk::new`], counting every call by endpoint and errcode in `metrics`.
+    pub fn with_metrics(
+        cfg: &DingTalkConfig,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<DingTalk, DingTalkError> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
@@ -72,6 +82,7 @@ impl DingTalk {
                 user_api: cfg.user_api,
                 token_api: cfg.token_api,
                 token: TokenCache::default(),
+                metrics,
             }),
         })
     }
@@ -207,7 +218,9 @@ impl DingTalk {
                     ("appkey", inner.app_key.as_str()),
                     ("appsecret", inner.app_secret.as_str()),
                 ]);
-                let v = oapi_answer("/gettoken", req).await.map_err(|f| match f {
+                let answer = oapi_answer("/gettoken", req).await;
+                self.count("/gettoken", &answer);
+                let v = answer.map_err(|f| match f {
                     Failure::Token => DingTalkError::TokenRejected,
                     Failure::Error(e) => e,
                 })?;
@@ -259,7 +272,9 @@ impl DingTalk {
                     .query(&[("access_token", &*token)])
                     .json(body),
             };
-            match oapi_answer(path, req).await {
+            let answer = oapi_answer(path, req).await;
+            self.count(path, &answer);
+            match answer {
                 Err(Failure::Token) if !token_retried => {
                     tracing::info!(path, "DingTalk rejected the app token; fetching a new one");
                     token_retried = true;
@@ -276,9 +291,39 @@ impl DingTalk {
         }
     }
 
-    /// A call to the new API (api.dingtalk.com); `user_token` goes in
+    /// Counts one oapi answer.
+    fn count(&self, path: &str, answer: &Result<Value, Failure>) {
+        if let Some(m) = &self.inner.metrics {
+            let errcode = match answer {
+                Ok(_) => "0".to_string(),
+                Err(Failure::Token) => "token_invalid".to_string(),
+                Err(Failure::Error(e)) => e.errcode_label(),
+            };
+            m.dingtalk_call(path, errcode);
+        }
+    }
+
+    /// A call to the new API (api.dingtalk.com), counted; `user_token` goes in
     /// `x-acs-dingtalk-access-token`.
     async fn new_api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        user_token: Option<&str>,
+    ) -> Result<Value, DingTalkError> {
+        let answer = self.new_api_call(method, path, body, user_token).await;
+        if let Some(m) = &self.inner.metrics {
+            let errcode = match &answer {
+                Ok(_) => "0".to_string(),
+                Err(e) => e.errcode_label(),
+            };
+            m.dingtalk_call(path, errcode);
+        }
+        answer
+    }
+
+    async fn new_api_call(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -10,12 +10,14 @@
 
 pub mod redis;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
 
 use crate::clock::Clock;
 use crate::config::{Config, Store};
+use crate::metrics::Metrics;
 use crate::session::{CookieCodec, Session, UsedStates};
 use crate::user::User;
 use redis::{RedisConfigError, RedisStore};
@@ -57,11 +59,16 @@ impl Sessions {
     }
 
     /// The store `config` asks for. No I/O.
-    pub fn from_config(config: &Config, codec: CookieCodec) -> Result<Sessions, RedisConfigError> {
+    pub fn from_config(
+        config: &Config,
+        codec: CookieCodec,
+        metrics: Arc<Metrics>,
+    ) -> Result<Sessions, RedisConfigError> {
         Ok(match config.session.store {
             Store::Cookie => Sessions::cookie(codec),
             Store::Redis => {
-                let store = RedisStore::new(&config.session, codec.clock().clone())?;
+                let store =
+                    RedisStore::new(&config.session, codec.clock().clone())?.with_metrics(metrics);
                 Sessions {
                     codec,
                     backend: Backend::Redis(store),

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::StoreError;
 use crate::clock::Clock;
 use crate::config::SessionConfig;
+use crate::metrics::Metrics;
 use crate::session::Session;
 use crate::user::User;
 
@@ -124,6 +125,7 @@ struct State {
 
 /// One connection to Redis, made lazily and re-made after failures.
 struct Link {
+    metrics: Option<Arc<Metrics>>,
     topology: Arc<Topology>,
     state: Arc<Mutex<State>>,
     timeout: Duration,
@@ -213,6 +215,18 @@ impl Link {
     /// Runs `call` on the connection within `timeout`; a timeout or a connection error drops
     /// the connection.
     async fn run<T, F>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> RedisFuture<'c, T>,
+    {
+        let started = Instant::now();
+        let result = self.call(call).await;
+        if let Some(m) = &self.metrics {
+            m.redis_call(started.elapsed(), result.is_ok());
+        }
+        result
+    }
+
+    async fn call<T, F>(&self, call: F) -> Result<T, StoreError>
     where
         F: for<'c> FnOnce(&'c mut Conn) -> RedisFuture<'c, T>,
     {
@@ -318,6 +332,7 @@ impl RedisStore {
         };
         Ok(RedisStore {
             link: Link {
+                metrics: None,
                 topology: Arc::new(topology),
                 state: Arc::default(),
                 timeout,
@@ -326,6 +341,12 @@ impl RedisStore {
             prefix: config.redis_prefix.clone(),
             clock,
         })
+    }
+
+    /// Counts every call's latency and failures in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> RedisStore {
+        self.link.metrics = Some(metrics);
+        self
     }
 
     fn user_key(&self, userid: &str, what: &str) -> String {
