@@ -90,6 +90,19 @@ async fn shared_sessions_standalone() {
 }
 
 #[tokio::test]
+async fn shared_sessions_sentinel() {
+    let master = standalone().await;
+    let sentinel = common::redis::sentinel(&master, "mymaster").await;
+    let url = sentinel.url();
+    shared_sessions(move |c| {
+        c.session.store = Store::Redis;
+        c.session.redis_sentinels = vec![url.clone()];
+        c.session.redis_master = "mymaster".into();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn shared_sessions_cluster() {
     let nodes = cluster().await;
     let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();

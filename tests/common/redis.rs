@@ -120,3 +120,55 @@ pub async fn cluster() -> Vec<RedisServer> {
     }
     nodes
 }
+
+/// A Redis Sentinel (the redis-server binary in sentinel mode) watching `master` as `name`,
+/// ready once it reports the master.
+pub async fn sentinel(master: &RedisServer, name: &str) -> RedisServer {
+    let bin = server_binary();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {} 1\n",
+            dir.path().display(),
+            master.port
+        ),
+    )
+    .expect("sentinel.conf");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg(&conf)
+        .arg("--sentinel")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let guard = spawn_guarded(&mut cmd).expect("sentinel starts");
+    assert!(
+        wait_for_port(port, Duration::from_secs(10)).await,
+        "sentinel did not listen on {port}"
+    );
+    let cli = require_binary("redis-cli", &["/usr/bin/redis-cli"]);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = std::process::Command::new(&cli)
+            .args([
+                "-p",
+                &port.to_string(),
+                "sentinel",
+                "get-master-addr-by-name",
+                name,
+            ])
+            .output()
+            .expect("redis-cli runs");
+        if String::from_utf8_lossy(&out.stdout).contains(&master.port.to_string()) {
+            break;
+        }
+        assert!(Instant::now() < end, "sentinel never reported {name}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    RedisServer {
+        port,
+        guard,
+        _dir: dir,
+    }
+}
