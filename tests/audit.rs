@@ -176,43 +176,18 @@ async fn reopens_on_sigusr1() {
         .expect("fake");
     let dir = tempfile::tempdir().expect("temp dir");
     let audit = dir.path().join("audit.jsonl");
-    let port = free_port();
-    let base = fake.base_url();
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.env_clear()
-        .env("DAP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("DAP_DINGTALK__APP_KEY", fake.app_key())
-        .env("DAP_DINGTALK__APP_SECRET", fake.app_secret())
-        .env("DAP_DINGTALK__CORP_ID", fake.corp_id())
-        .env("DAP_DINGTALK__API_BASE", &base)
-        .env("DAP_DINGTALK__NEW_API_BASE", &base)
-        .env("DAP_DINGTALK__LOGIN_BASE", &base)
-        .env("DAP_DINGTALK__JSAPI_URL", fake.jsapi_url())
-        .env("DAP_SESSION__SECRET", SECRET)
-        .env("DAP_AUDIT__FILE", &audit)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut child = spawn_guarded(&mut cmd).expect("binary starts");
-    let log = lines::read(child.take_stderr().expect("stderr"));
-    let got = lines::until(&log, "listening", Duration::from_secs(10));
-    assert!(
-        got.last().is_some_and(|l| l.contains("listening")),
-        "{got:?}"
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let audit_path = audit.to_string_lossy().into_owned();
+    let p = common::binary::start(&fake, &[("DAP_AUDIT__FILE", &audit_path)]);
+    let base = p.base.clone();
     inapp_login_via(&base, &fake, "wangwu", "/_auth/login?rd=/").await;
     assert_eq!(events(&audit, 1).len(), 1);
 
     let rotated = dir.path().join("audit.jsonl.1");
     std::fs::rename(&audit, &rotated).expect("rotate");
     // SAFETY: kill(2) on the child we started.
-    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+    let rc = unsafe { libc::kill(p.child.id() as i32, libc::SIGUSR1) };
     assert_eq!(rc, 0);
-    let got = lines::until(&log, "audit file reopened", Duration::from_secs(10));
-    assert!(
-        got.last().is_some_and(|l| l.contains("reopened")),
-        "{got:?}"
-    );
+    p.lines_until("audit file reopened");
     inapp_login_via(&base, &fake, "wangwu", "/_auth/login?rd=/").await;
     assert_eq!(events(&audit, 1).len(), 1, "the new file has the new event");
     assert_eq!(

@@ -5,69 +5,26 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
+use common::binary::{self, ProxyProcess};
 use common::*;
 use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeUser};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dingtalk-auth-proxy");
-
-struct Proxy {
-    base: String,
-    lines: mpsc::Receiver<String>,
-    _child: ChildGuard,
-}
-
-impl Proxy {
-    /// The log lines that arrived until one containing `marker` (bounded).
-    fn lines_until(&self, marker: &str) -> Vec<String> {
-        let got = lines::until(&self.lines, marker, Duration::from_secs(10));
-        assert!(
-            got.last().is_some_and(|l| l.contains(marker)),
-            "no log line with {marker:?}; got {got:?}"
-        );
-        got
-    }
-}
-
-async fn start_binary(fake: &dingtalk_auth_proxy::fake::FakeHandle) -> Proxy {
+async fn start_binary(fake: &dingtalk_auth_proxy::fake::FakeHandle) -> ProxyProcess {
     start_binary_with(fake, &[]).await
 }
 
 async fn start_binary_with(
     fake: &dingtalk_auth_proxy::fake::FakeHandle,
     env: &[(&str, &str)],
-) -> Proxy {
-    let port = free_port();
+) -> ProxyProcess {
     let upstream = dingtalk_auth_proxy::demo::start_echo().await.unwrap();
-    let base = fake.base_url();
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("DAP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("DAP_UPSTREAM", format!("http://{upstream}"))
-        .env("DAP_DINGTALK__APP_KEY", fake.app_key())
-        .env("DAP_DINGTALK__APP_SECRET", fake.app_secret())
-        .env("DAP_DINGTALK__CORP_ID", fake.corp_id())
-        .env("DAP_DINGTALK__API_BASE", &base)
-        .env("DAP_DINGTALK__NEW_API_BASE", &base)
-        .env("DAP_DINGTALK__LOGIN_BASE", &base)
-        .env("DAP_DINGTALK__JSAPI_URL", fake.jsapi_url())
-        .env("DAP_SESSION__SECRET", SECRET)
-        .env("DAP_ACCESS__ALLOW_USERIDS", "wangwu")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = spawn_guarded(&mut cmd).expect("the binary starts");
-    let lines = lines::read(child.take_stderr().expect("stderr"));
-    let p = Proxy {
-        base: format!("http://127.0.0.1:{port}"),
-        lines,
-        _child: child,
-    };
-    p.lines_until("listening");
-    p
+    let upstream = format!("http://{upstream}");
+    let mut all = vec![
+        ("DAP_UPSTREAM", upstream.as_str()),
+        ("DAP_ACCESS__ALLOW_USERIDS", "wangwu"),
+    ];
+    all.extend_from_slice(env);
+    binary::start(fake, &all)
 }
 
 /// Opens the in-app login page through `base`: (state cookie, state).

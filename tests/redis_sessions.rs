@@ -390,3 +390,65 @@ async fn revalidation_is_shared_through_redis() {
     assert_eq!((on_a, on_b), (401, 401), "a deactivated user kept access");
     assert_eq!(a.fake.calls(details), 2);
 }
+
+/// The same with two proxy processes (the real binary): a session made on one works on the
+/// other, logout on one ends it on both, `sessions revoke` ends one user's sessions on both.
+#[tokio::test]
+async fn two_processes_share_redis() {
+    let redis = standalone().await;
+    let fake = dingtalk_auth_proxy::fake::FakeDingTalk::new()
+        .user(wangwu())
+        .start()
+        .await
+        .expect("fake");
+    let upstream = dingtalk_auth_proxy::demo::start_echo().await.expect("echo");
+    let (up, url) = (format!("http://{upstream}"), redis.url());
+    let env = [
+        ("DAP_UPSTREAM", up.as_str()),
+        ("DAP_SESSION__STORE", "redis"),
+        ("DAP_SESSION__REDIS_URL", url.as_str()),
+    ];
+    let (a, b) = (
+        common::binary::start(&fake, &env),
+        common::binary::start(&fake, &env),
+    );
+    let at = |p: &common::binary::ProxyProcess, s: &str| {
+        let url = format!("{}/x", p.base);
+        let s = s.to_string();
+        async move {
+            get_url(&url, &[("cookie", &s), ("accept", "application/json")])
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let login = "/_auth/login?rd=/";
+    let (s, _) = inapp_login_via(&a.base, &fake, "wangwu", login).await;
+    assert_eq!(at(&b, &s).await, 200);
+    let r = get_url(&format!("{}/_auth/logout?rd=/", b.base), &[("cookie", &s)]).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!((at(&a, &s).await, at(&b, &s).await), (401, 401));
+
+    let (w1, _) = inapp_login_via(&a.base, &fake, "wangwu", login).await;
+    let (w2, _) = inapp_login_via(&b.base, &fake, "wangwu", login).await;
+    let (z, _) = inapp_login_via(&b.base, &fake, "zhangsan", login).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dingtalk]\napp_key = \"k\"\napp_secret = \"s\"\ncorp_id = \"c\"\n\
+             [session]\nsecret = \"{SECRET}\"\nstore = \"redis\"\nredis_url = \"{url}\"\n"
+        ),
+    )
+    .expect("config");
+    let out = run(&["sessions", "revoke", "--userid", "wangwu"], &config);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "revoked 2 session(s) of wangwu\n"
+    );
+    for s in [&w1, &w2] {
+        assert_eq!((at(&a, s).await, at(&b, s).await), (401, 401));
+    }
+    assert_eq!((at(&a, &z).await, at(&b, &z).await), (200, 200));
+}

@@ -12,6 +12,7 @@ use dingtalk_auth_proxy::Running;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 
 pub mod appservers;
+pub mod binary;
 pub mod browser;
 pub mod fronts;
 pub mod lines;
