@@ -68,6 +68,13 @@ async fn proxy_and_verify_agree() {
         headers.push(("x-original-uri", path));
         let r = auth_only.get("/_auth/verify", &headers).await;
         let status = r.status().as_u16();
+        if status == 200 {
+            // Every configured identity header is in a 200, empty when unknown: front
+            // servers that copy them then overwrite the client's own with nothing.
+            for name in ["x-user-id", "x-user-mobile"] {
+                assert!(r.headers().contains_key(name), "verify {path}: no {name}");
+            }
+        }
         let id = r
             .headers()
             .get("x-user-id")
