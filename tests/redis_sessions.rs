@@ -452,3 +452,52 @@ async fn two_processes_share_redis() {
     }
     assert_eq!((at(&a, &z).await, at(&b, &z).await), (200, 200));
 }
+
+/// Behind nginx `auth_request` (the shipped config), a stalled Redis is a 503 too — a page for
+/// a browser, JSON for an API client, with Retry-After — not nginx's 500; and sessions work
+/// again when Redis is back.
+#[tokio::test]
+async fn nginx_auth_request_while_redis_stalls() {
+    let redis = standalone().await;
+    let url = redis.url();
+    let h = start_with(|c| {
+        use_redis(c, &url);
+        c.upstream = None;
+    })
+    .await;
+    let front =
+        common::fronts::start_nginx(free_port(), h.proxy.addr, &h.upstream.to_string()).await;
+    let (session, _) = inapp_login_via(&front.base, &h.fake, "wangwu", "/_auth/login?rd=/").await;
+    let get = |accept: &'static str| {
+        let (url, session) = (format!("{}/x", front.base), session.clone());
+        async move { get_url(&url, &[("cookie", &session), ("accept", accept)]).await }
+    };
+    assert_eq!(get("application/json").await.status(), 200);
+
+    redis.stall();
+    let api = get("application/json").await;
+    assert_eq!(api.status(), 503);
+    assert!(api.headers().contains_key("retry-after"));
+    let body: serde_json::Value = api.json().await.unwrap_or_default();
+    assert_eq!(body["error"], "session_store_unavailable");
+    let page = get("text/html").await;
+    assert_eq!(page.status(), 503);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .starts_with("text/html"));
+    assert!(page
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("登录服务暂时不可用"));
+
+    redis.resume();
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut last = 0;
+    while Instant::now() < end && last != 200 {
+        last = get("application/json").await.status().as_u16();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, 200, "the session did not come back with Redis");
+}
