@@ -433,7 +433,7 @@ fn userinfo_answer(app: &Shared, session: Option<Session>) -> Response<Body> {
     match session {
         Some(s) => {
             let mut body = serde_json::Map::new();
-            for f in &FIELDS {
+            for f in FIELDS {
                 body.insert(f.json.into(), f.field.json(&s.user));
             }
             body.insert("issued_at".into(), json!(s.issued_at));

@@ -118,7 +118,7 @@ pub struct FieldSpec {
 }
 
 /// The identity fields, in the order the contract lists them.
-pub const FIELDS: [FieldSpec; 8] = [
+pub const FIELDS: &[FieldSpec] = &[
     FieldSpec {
         field: Field::UserId,
         key: "user_id",

@@ -348,7 +348,7 @@ impl Serialize for HeadersConfig {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(FIELDS.len()))?;
-        for f in &FIELDS {
+        for f in FIELDS {
             map.serialize_entry(f.key, &self.get(f.field))?;
         }
         map.end()
