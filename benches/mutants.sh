@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing (cargo-mutants, https://mutants.rs) of the security-critical modules:
 #   src/proxy.rs  src/identity.rs  src/access.rs  src/redirect.rs  src/session.rs
-# and, since the structure change, where their logic now also lives:
-#   src/user.rs (the identity-field table and its rendering)  src/store/mod.rs (the store seam)
+# and, since the structure change, where identity rendering now lives:
+#   src/user.rs (the identity-field table)
 # Each mutant (a function body replaced, an operator swapped, a `!` deleted, ...) is built and
 # run against the test subset below; "missed" means every test still passed with the code
 # broken. At the end it prints the caught / missed / unviable / timeout counts and lists the
@@ -27,7 +27,6 @@
 #   properties   proptest: is_canonical, safe_rd, identity-header stripping, cookie decoding
 #   user_facing  concurrent logins, dead ends, upstream down or slow
 #   clock        session and login-state expiry, revalidation timing (manual clock)
-#   redis_sessions  the Redis store behind the seam (needs redis-server; .ci/run installs it)
 # Left out: tests that need external programs (nginx, caddy, app_servers, real_servers,
 # browser, demo_pages, no_leftovers, sdk_conformance) or run the built binary or example
 # (cli, login_logs, demo), and those that do not reach these modules (dingtalk_client,
@@ -48,10 +47,9 @@ per_mutant=${MUTANTS_TIMEOUT:-60}
 niceness=${MUTANTS_NICE:-10}
 out=target/mutants
 
-files=(src/proxy.rs src/identity.rs src/access.rs src/redirect.rs src/session.rs
-  src/user.rs src/store/mod.rs)
+files=(src/proxy.rs src/identity.rs src/access.rs src/redirect.rs src/session.rs src/user.rs)
 tests=(--lib --test=decision --test=faults --test=hardening --test=inapp_login
-  --test=oauth_login --test=properties --test=user_facing --test=clock --test=redis_sessions)
+  --test=oauth_login --test=properties --test=user_facing --test=clock)
 
 if ! cargo mutants --version >/dev/null 2>&1; then
   echo "cargo-mutants is missing: cargo install cargo-mutants --locked" >&2
