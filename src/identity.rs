@@ -137,6 +137,8 @@ mod tests {
             "X_USER-ID",
             "x-user-mobile",
             "x-user-idx",
+            "x-user-iz",
+            "x-mobile-user",
             "accept",
         ] {
             h.append(
@@ -147,7 +149,11 @@ mod tests {
         ids.strip(&mut h);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
-        assert_eq!(left, vec!["accept", "x-user-idx"]);
+        // Same length, other name: not ours.
+        assert_eq!(
+            left,
+            vec!["accept", "x-mobile-user", "x-user-idx", "x-user-iz"]
+        );
     }
 
     /// Values are set from the session; non-ASCII is percent-encoded UTF-8.
@@ -164,5 +170,6 @@ mod tests {
         assert_eq!(h["x-user-name"], "%E5%BC%A0%E4%B8%89");
         assert_eq!(h["x-user-depts"], "1,2");
         assert_eq!(encode_value("100%").unwrap(), "100%25");
+        assert_eq!(encode_value("%").unwrap(), "%25");
     }
 }

@@ -477,3 +477,43 @@ async fn websocket_counts_against_the_cap() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A body announced larger than `max_body_bytes` is refused before anything is sent to the
+/// app: the app never even sees a connection.
+#[tokio::test]
+async fn announced_oversized_body_never_reaches_the_app() {
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_addr = app.local_addr().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((_conn, _)) = app.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let fake = dingtalk_auth_proxy::fake::FakeDingTalk::new()
+        .user(wangwu())
+        .start()
+        .await
+        .unwrap();
+    let h = start_against(fake, app_addr, |c| {
+        c.limits.max_body_bytes = 1000;
+        c.upstream_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let (session, _) = h.login_inapp("wangwu", "/").await;
+    let r = client()
+        .post(format!("{}/upload", h.base))
+        .header("cookie", &session)
+        .header("accept", "application/json")
+        .body(vec![b'x'; 2000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the app was contacted"
+    );
+}
