@@ -107,6 +107,12 @@ impl Event {
     }
 }
 
+/// The reason of a `denied` event for `path` (at most 200 characters of it).
+pub fn denied_reason(path: &str) -> String {
+    let shown: String = path.chars().take(200).collect();
+    format!("not allowed by [access]: {shown}")
+}
+
 /// Where the trail goes.
 #[derive(Clone, Debug)]
 enum Target {

@@ -212,7 +212,10 @@ async fn callback_inner(
                 "该登录请求已使用过，请重新登录。",
                 "This login request was already used. Please log in again.",
             )),
-            Err(e) => return app.store_unavailable(true, &e),
+            Err(e) => {
+                attempt.refused(None, "session store unavailable");
+                return app.store_unavailable(true, &e);
+            }
         },
     };
     let saved = match checked {
@@ -292,7 +295,10 @@ async fn callback_inner(
     }
     let cookie = match app.sessions.save(&session).await {
         Ok(cookie) => cookie,
-        Err(e) => return app.store_unavailable(true, &e),
+        Err(e) => {
+            attempt.refused(Some(&session.user), "session store unavailable");
+            return app.store_unavailable(true, &e);
+        }
     };
     app.metrics.login("ok");
     tracing::info!(%client, userid = %session.userid(), flow = %saved.flow, "login");
@@ -341,7 +347,7 @@ pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Resp
                 Event::new("denied")
                     .session(&s)
                     .client(client, headers)
-                    .reason(format!("not allowed by [access]: {}", path.unwrap_or("?"))),
+                    .reason(crate::audit::denied_reason(path.unwrap_or("?"))),
             );
             response::status(StatusCode::FORBIDDEN)
         }

@@ -73,7 +73,7 @@ impl App {
                     Event::new("denied")
                         .session(&session)
                         .client(client, req.headers())
-                        .reason(format!("not allowed by [access]: {}", req.uri().path())),
+                        .reason(crate::audit::denied_reason(req.uri().path())),
                 );
                 return pages::forbidden(session.userid());
             }
