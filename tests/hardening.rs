@@ -366,6 +366,9 @@ async fn oversized_heads_and_bodies() {
             .send()
     };
     assert_eq!(post(vec![b'x'; 500].into()).await.unwrap().status(), 200);
+    // Exactly the limit is allowed; one byte more is not.
+    assert_eq!(post(vec![b'x'; 1000].into()).await.unwrap().status(), 200);
+    assert_eq!(post(vec![b'x'; 1001].into()).await.unwrap().status(), 413);
     assert_eq!(post(vec![b'x'; 2000].into()).await.unwrap().status(), 413);
     let mut chunked = format!(
         "POST /upload HTTP/1.1\r\nHost: app.test\r\nCookie: {session}\r\nAccept: application/json\r\n\
