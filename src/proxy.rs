@@ -377,6 +377,32 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    /// An upstream failure is logged with its whole cause chain (the operator needs the
+    /// "connection refused" under hyper's "client error").
+    #[test]
+    fn error_chain_names_every_cause() {
+        let inner =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let outer = std::io::Error::other(inner);
+        let chain = error_chain(&Wrapper(outer));
+        assert_eq!(chain, "client error: connection refused");
+    }
+
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error")
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.0.get_ref().map(|e| e as _)
+        }
+    }
+
     /// Only a WebSocket handshake counts as an upgrade; h2c and friends do not.
     #[test]
     fn only_websocket_upgrades() {

@@ -40,6 +40,15 @@ mod tests {
     use super::*;
 
     /// Open-redirect attempts land on `/`; ordinary paths pass unchanged.
+    /// Up to 2048 bytes of `rd` are kept (long queries of real apps); longer ones go to `/`.
+    #[test]
+    fn length_limit() {
+        let at_limit = format!("/{}", "a".repeat(2047));
+        assert_eq!(safe_rd(Some(&at_limit)), at_limit);
+        let over = format!("/{}", "a".repeat(2048));
+        assert_eq!(safe_rd(Some(&over)), "/");
+    }
+
     #[test]
     fn open_redirects_are_refused() {
         for bad in [

@@ -538,6 +538,25 @@ mod tests {
         assert!(!u.consume("other", 150, 120));
     }
 
+    /// Revalidation refreshes the details and nothing else: the id, the issue time (sticky
+    /// revocation compares it), the expiry stay; the check time moves; a unionid DingTalk
+    /// did not send this time is kept.
+    #[test]
+    fn refreshed_keeps_identity_and_times() {
+        let s = Session::new(user(), Duration::from_secs(3600), NOW);
+        let mut newer = user();
+        newer.mobile = Some("13900000000".into());
+        let mut with_union = s.clone();
+        with_union.user.unionid = Some("u-1".into());
+        let r = with_union.refreshed(newer, NOW + 600);
+        assert_eq!(r.id, s.id);
+        assert_eq!(r.issued_at, NOW);
+        assert_eq!(r.expires_at, NOW + 3600);
+        assert_eq!(r.checked_at, NOW + 600);
+        assert_eq!(r.user.mobile.as_deref(), Some("13900000000"));
+        assert_eq!(r.user.unionid.as_deref(), Some("u-1"));
+    }
+
     /// A session is valid up to its expiry second and not from it on; login states the same,
     /// and expired state cookies are the first to go when a browser has too many.
     #[test]
