@@ -167,6 +167,7 @@ mod tests {
             "/public/.;/..;/admin",
             "/public/x/..;/..;/admin",
             "/public/x;a=b",
+            "/public/%20;x",
             "/public//x",
             "/public/.../x",
             "/public/%41dmin",

@@ -152,16 +152,6 @@ impl UsedStates {
         }
     }
 
-    /// How many states are remembered.
-    pub fn len(&self) -> usize {
-        self.used.len()
-    }
-
-    /// True when none is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.used.is_empty()
-    }
-
     fn prune(&self, now: u64) {
         let Ok(mut order) = self.order.lock() else {
             return;
@@ -198,11 +188,6 @@ impl CookieCodec {
             ttl: config.session.ttl,
             clock,
         })
-    }
-
-    /// The session cookie's name.
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// The valid, unexpired session in the request's `Cookie` headers, if any.
@@ -534,7 +519,7 @@ mod tests {
         // At 120 "st" has expired and is forgotten (its login state cookie has expired too,
         // so the callback refuses it before asking here); "other" is still remembered.
         assert!(u.consume("third", 300, 120));
-        assert_eq!(u.len(), 2);
+        assert_eq!(u.used.len(), 2);
         assert!(!u.consume("other", 150, 120));
     }
 
