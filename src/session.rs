@@ -401,11 +401,6 @@ pub fn find_cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<
         .filter_map(|(_, v)| std::str::from_utf8(v).ok().filter(|v| v.is_ascii()))
 }
 
-/// The first cookie called `name` (see [`find_cookies`]).
-pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
-    find_cookies(headers, name).next()
-}
-
 /// The `name=value` pairs of one `Cookie` header value, split on `;`, trimmed of spaces and
 /// tabs; pieces without `=` are returned with an empty name. Never fails, whatever the bytes.
 pub fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {

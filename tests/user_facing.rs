@@ -307,3 +307,40 @@ async fn request_ids_reach_the_app_and_come_back() {
     let r = h.get("/_auth/healthz", &[]).await;
     assert_eq!(r.headers()["x-request-id"].len(), 22);
 }
+
+/// The browser is not left with login leftovers: the callback deletes the state cookie of the
+/// login it finished (success or failure), and logout deletes every outstanding one.
+#[tokio::test]
+async fn login_state_cookies_are_cleaned_up() {
+    let h = start().await;
+    let name_of = |pair: &str| pair.split('=').next().unwrap_or_default().to_string();
+    // A finished login: its state cookie goes.
+    let (cookie, state) = h.start_inapp_login("/").await;
+    let code = h.fake.mint_code("wangwu").expect("code");
+    let r = h.callback(&cookie, &code, &state).await;
+    assert_eq!(r.status(), 302);
+    let deleted = set_cookie(r.headers(), &name_of(&cookie));
+    assert_eq!(deleted, Some(format!("{}=", name_of(&cookie))));
+    let session = set_cookie(r.headers(), "dap_session").expect("session");
+    // A failed one (a replay): its state cookie goes too.
+    let r = h.callback(&cookie, &code, &state).await;
+    assert_ne!(r.status(), 200);
+    assert_eq!(
+        set_cookie(r.headers(), &name_of(&cookie)),
+        Some(format!("{}=", name_of(&cookie)))
+    );
+    // Two logins left open in other tabs: logout deletes both state cookies and the session.
+    let (a, _) = h.start_inapp_login("/a").await;
+    let (b, _) = h.start_inapp_login("/b").await;
+    let all = format!("{session}; {a}; {b}");
+    let r = h.get("/_auth/logout", &[("cookie", &all)]).await;
+    assert_eq!(r.status(), 200);
+    for pair in [&a, &b, &session] {
+        let name = name_of(pair);
+        assert_eq!(
+            set_cookie(r.headers(), &name),
+            Some(format!("{name}=")),
+            "{name}"
+        );
+    }
+}
