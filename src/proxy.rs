@@ -296,17 +296,28 @@ fn caused_by_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 /// when the exchange really is one. Runs before identity headers are set, so a client cannot
 /// name ours in `Connection` to have them dropped.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+    // One look at each distinct name; nothing allocated unless something goes.
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name))
+        .cloned()
         .collect();
-    for name in named {
+    doomed.extend(
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok()),
+    );
+    for name in doomed {
         headers.remove(name);
     }
-    for name in [
+}
+
+/// The hop-by-hop headers of RFC 9110 §7.6.1 (and the old `Keep-Alive`/`Proxy-Connection`).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
         CONNECTION,
         UPGRADE,
         TE,
@@ -314,11 +325,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         TRANSFER_ENCODING,
         PROXY_AUTHORIZATION,
         PROXY_AUTHENTICATE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 /// Removes our cookies (the session and the login state) from `Cookie`, keeping the app's own
@@ -330,22 +340,22 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
             || k.strip_prefix(name.as_bytes())
                 .is_some_and(|rest| rest == b"_state" || rest.starts_with(b"_state_"))
     };
-    let any_ours = headers
-        .get_all(COOKIE)
-        .iter()
-        .any(|v| cookie_pairs(v.as_bytes()).any(|(k, _)| ours(k)));
-    if !any_ours {
-        return;
-    }
+    // One pass: the other pieces are collected while looking for ours; the header is rewritten
+    // only when one of ours was there.
     let mut kept: Vec<u8> = Vec::new();
+    let mut found = false;
     for value in headers.get_all(COOKIE) {
+        let bytes = value.as_bytes();
+        let mut start = 0;
         // Each other piece is kept exactly as sent (trimmed), so the app parses it as before.
-        for piece in value.as_bytes().split(|b| *b == b';') {
-            let piece = piece.trim_ascii();
+        for end in memchr::memchr_iter(b';', bytes).chain([bytes.len()]) {
+            let piece = bytes[start..end].trim_ascii();
+            start = end + 1;
             let Some((k, _)) = cookie_pairs(piece).next() else {
                 continue;
             };
             if ours(k) {
+                found = true;
                 continue;
             }
             if !kept.is_empty() {
@@ -353,6 +363,9 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
             }
             kept.extend_from_slice(piece);
         }
+    }
+    if !found {
+        return;
     }
     headers.remove(COOKIE);
     if !kept.is_empty() {

@@ -20,7 +20,7 @@ use crate::user::User;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Who, as DingTalk described them at login (or at the last revalidation).
-    #[serde(flatten)]
+    #[serde(rename = "usr")]
     pub user: User,
     /// A random id (128 bits, base64url): the session's name in a server-side store and, as a
     /// short hash, in the audit trail. Empty for sessions made before ids existed.
@@ -37,7 +37,38 @@ pub struct Session {
     pub checked_at: u64,
 }
 
+/// The session cookie's content as the previous version wrote it: the user's fields at the top
+/// level. Read only, as a fallback, so sessions issued before an upgrade stay valid until they
+/// expire (serde's `flatten` buffers every field, so the current format nests the user instead).
+#[derive(Deserialize)]
+struct FlatSession {
+    #[serde(flatten)]
+    user: User,
+    #[serde(rename = "sid", default)]
+    id: String,
+    #[serde(rename = "iat")]
+    issued_at: u64,
+    #[serde(rename = "exp")]
+    expires_at: u64,
+    #[serde(rename = "ck", default)]
+    checked_at: u64,
+}
+
 impl Session {
+    /// A session from its JSON form, current or previous (see [`FlatSession`]).
+    pub fn from_json(json: &str) -> Option<Session> {
+        serde_json::from_str(json).ok().or_else(|| {
+            let flat: FlatSession = serde_json::from_str(json).ok()?;
+            Some(Session {
+                user: flat.user,
+                id: flat.id,
+                issued_at: flat.issued_at,
+                expires_at: flat.expires_at,
+                checked_at: flat.checked_at,
+            })
+        })
+    }
+
     /// A new session for `user`, valid for `ttl` from `now`, with a fresh random id.
     pub fn new(user: User, ttl: Duration, now: u64) -> Session {
         use base64::Engine;
@@ -193,7 +224,7 @@ impl CookieCodec {
     /// The valid, unexpired session in the request's `Cookie` headers, if any.
     pub fn session(&self, headers: &HeaderMap) -> Option<Session> {
         find_cookies(headers, &self.name)
-            .filter_map(|sealed| self.open::<Session>(&self.name, sealed))
+            .filter_map(|sealed| Session::from_json(self.decrypt(&self.name, sealed)?.value()))
             .find(|s| !s.is_expired(self.clock.now_secs()))
     }
 
@@ -354,11 +385,14 @@ impl CookieCodec {
     }
 
     fn open<T: for<'de> Deserialize<'de>>(&self, name: &str, sealed: &str) -> Option<T> {
-        let jar = cookie::CookieJar::new();
-        let plain = jar
+        serde_json::from_str(self.decrypt(name, sealed)?.value()).ok()
+    }
+
+    /// Cookie `name` sealed as `sealed`, opened (its value is the plain text), if authentic.
+    fn decrypt(&self, name: &str, sealed: &str) -> Option<Cookie<'static>> {
+        cookie::CookieJar::new()
             .private(&self.key)
-            .decrypt(Cookie::new(name.to_string(), sealed.to_string()))?;
-        serde_json::from_str(plain.value()).ok()
+            .decrypt(Cookie::new(name.to_string(), sealed.to_string()))
     }
 }
 
@@ -583,6 +617,32 @@ mod tests {
         assert!(c
             .login_state(&h, "state00abcdefghij")
             .is_some_and(|s| s.is_expired(c.clock().now_secs())));
+    }
+
+    /// A session cookie of the previous version (the user's fields at the top level) still
+    /// opens after an upgrade.
+    #[test]
+    fn previous_cookie_format_still_opens() {
+        let c = codec(SECRET);
+        let flat = format!(
+            r#"{{"u":"zhangsan","m":"13800000001","nm":"张三","d":[1,2],"sid":"abc","iat":{NOW},"exp":{},"ck":{NOW}}}"#,
+            NOW + 60
+        );
+        let mut jar = cookie::CookieJar::new();
+        jar.private_mut(&c.key)
+            .add(Cookie::new("dap_session", flat));
+        let sealed = jar
+            .get("dap_session")
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        let s = c
+            .session(&headers(&format!("dap_session={sealed}")))
+            .expect("opens");
+        assert_eq!(s.user, user());
+        assert_eq!(
+            (s.id.as_str(), s.issued_at, s.expires_at),
+            ("abc", NOW, NOW + 60)
+        );
     }
 
     /// Raw UTF-8 (and any other byte) elsewhere in `Cookie` does not hide a valid session.

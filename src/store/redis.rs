@@ -398,7 +398,7 @@ impl RedisStore {
             .await?;
         let now = self.clock.now_secs();
         Ok(json
-            .and_then(|j| serde_json::from_str::<Session>(&j).ok())
+            .and_then(|j| Session::from_json(&j))
             .filter(|s| s.id == id && s.userid() == userid && !s.is_expired(now)))
     }
 
