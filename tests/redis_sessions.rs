@@ -235,6 +235,15 @@ async fn session_commands_need_redis() {
     }
 }
 
+/// GET `path` on the admin listener at `admin` (`http://…`).
+async fn admin_get(h: &Harness, admin: &str, path: &str) -> reqwest::Response {
+    h.http
+        .get(format!("{admin}{path}"))
+        .send()
+        .await
+        .expect("admin listener answers")
+}
+
 /// Redis stalled (SIGSTOP): requests that need a session get 503 with Retry-After within a
 /// second or two — a page for a browser, JSON for an API client — and /readyz says 503;
 /// anonymous requests still get the login redirect. Resumed (SIGCONT): the same cookie works.
@@ -250,15 +259,7 @@ async fn redis_stall_is_503_not_logged_out() {
     let admin = format!("http://{}", h.proxy.admin_addr.expect("admin"));
     let (session, _) = h.login_inapp("wangwu", "/").await;
     assert_eq!(status(&h, &session).await, 200);
-    assert_eq!(
-        h.http
-            .get(format!("{admin}/readyz"))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .ok(),
-        Some(200)
-    );
+    assert_eq!(admin_get(&h, &admin, "/readyz").await.status(), 200);
 
     redis.stall();
     let started = Instant::now();
@@ -282,19 +283,9 @@ async fn redis_stall_is_503_not_logged_out() {
     assert!(html.contains("登录服务暂时不可用") && html.contains("temporarily unavailable"));
     let anonymous = h.get("/x", &[("accept", "text/html")]).await;
     assert_eq!(anonymous.status(), 302);
-    let ready = h
-        .http
-        .get(format!("{admin}/readyz"))
-        .send()
+    assert_eq!(admin_get(&h, &admin, "/readyz").await.status(), 503);
+    let metrics = admin_get(&h, &admin, "/metrics")
         .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 503);
-    let metrics = h
-        .http
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
         .text()
         .await
         .unwrap_or_default();
@@ -320,13 +311,7 @@ async fn redis_stall_is_503_not_logged_out() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(last, 200, "the session did not come back with Redis");
-    let ready = h
-        .http
-        .get(format!("{admin}/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 200);
+    assert_eq!(admin_get(&h, &admin, "/readyz").await.status(), 200);
 }
 
 /// Revalidation in Redis mode: of two proxies whose sessions are stale, one asks DingTalk

@@ -293,13 +293,17 @@ impl DingTalk {
 
     /// Counts one oapi answer.
     fn count(&self, path: &str, answer: &Result<Value, Failure>) {
+        self.count_call(path, || match answer {
+            Ok(_) => "0".to_string(),
+            Err(Failure::Token) => "token_invalid".to_string(),
+            Err(Failure::Error(e)) => e.errcode_label(),
+        });
+    }
+
+    /// Counts one call to `path` answered with `errcode()` (computed only when counting).
+    fn count_call(&self, path: &str, errcode: impl FnOnce() -> String) {
         if let Some(m) = &self.inner.metrics {
-            let errcode = match answer {
-                Ok(_) => "0".to_string(),
-                Err(Failure::Token) => "token_invalid".to_string(),
-                Err(Failure::Error(e)) => e.errcode_label(),
-            };
-            m.dingtalk_call(path, errcode);
+            m.dingtalk_call(path, errcode());
         }
     }
 
@@ -313,13 +317,10 @@ impl DingTalk {
         user_token: Option<&str>,
     ) -> Result<Value, DingTalkError> {
         let answer = self.new_api_call(method, path, body, user_token).await;
-        if let Some(m) = &self.inner.metrics {
-            let errcode = match &answer {
-                Ok(_) => "0".to_string(),
-                Err(e) => e.errcode_label(),
-            };
-            m.dingtalk_call(path, errcode);
-        }
+        self.count_call(path, || match &answer {
+            Ok(_) => "0".to_string(),
+            Err(e) => e.errcode_label(),
+        });
         answer
     }
 
