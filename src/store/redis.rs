@@ -14,7 +14,7 @@
 //! dropped and re-made in the background with exponential backoff; meanwhile calls fail at
 //! once with [`StoreError::Unavailable`] (the request path answers 503).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -70,6 +70,12 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 ";
+
+/// The scripts, hashed once (`EVALSHA` sends the hash; `EVAL` only when Redis lacks it).
+static SAVE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SAVE));
+static END_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END));
+static REVOKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE));
+static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM));
 
 /// Where Redis is.
 enum Topology {
@@ -365,14 +371,13 @@ impl RedisStore {
 
     async fn script<T: FromRedisValue + Send + 'static>(
         &self,
-        src: &'static str,
+        script: &'static Script,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<T, StoreError> {
         self.link
             .run(move |conn| {
                 Box::pin(async move {
-                    let script = Script::new(src);
                     let mut call = script.prepare_invoke();
                     for k in &keys {
                         call.key(k);
@@ -409,7 +414,7 @@ impl RedisStore {
         let json = serde_json::to_string(session).unwrap_or_default();
         let userid = session.userid();
         self.script::<i64>(
-            SAVE,
+            &SAVE_SCRIPT,
             vec![
                 self.session_key(userid, &session.id),
                 self.user_key(userid, "idx"),
@@ -449,7 +454,7 @@ impl RedisStore {
     pub async fn end(&self, userid: &str, id: &str) -> Result<bool, StoreError> {
         let n: i64 = self
             .script(
-                END,
+                &END_SCRIPT,
                 vec![self.session_key(userid, id), self.user_key(userid, "idx")],
                 vec![id.to_string()],
             )
@@ -461,7 +466,7 @@ impl RedisStore {
     pub async fn revoke_user(&self, userid: &str) -> Result<usize, StoreError> {
         let n: i64 = self
             .script(
-                REVOKE,
+                &REVOKE_SCRIPT,
                 vec![self.user_key(userid, "idx")],
                 vec![self.user_key(userid, "s:")],
             )
@@ -513,7 +518,7 @@ impl RedisStore {
     pub async fn claim_check(&self, userid: &str, every: Duration) -> Result<bool, StoreError> {
         let claimed: i64 = self
             .script(
-                CLAIM,
+                &CLAIM_SCRIPT,
                 vec![self.user_key(userid, "chk")],
                 vec![
                     self.clock.now_secs().to_string(),
