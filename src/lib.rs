@@ -17,9 +17,11 @@
 //! - [`identity`]: stripping and setting the identity headers.
 //! - [`access`]: `[access]` rules: allowed users and departments, `skip_auth` paths.
 //! - [`forwarded`]: `trusted_proxies`: whose `X-Forwarded-*` and URI headers count.
-//! - [`proxy`]: forwarding to the upstream (pooled client, hop-by-hop, WebSocket).
+//! - [`proxy`]: forwarding to the upstream (hop-by-hop, `X-Forwarded-*`, WebSocket).
+//! - [`pool`]: the upstream connections, kept per thread for reuse.
 //! - [`app`]: the shared state; the current session and the one access decision both modes use.
 //! - [`server`]: the routing of each request (strip → decide → forward) and the listeners.
+//! - [`workers`]: thread per core: more listeners on the same port, each on its own thread.
 //! - [`conn`]: the accept loop, per-connection limits (`[limits]`), graceful drain.
 //! - [`metrics`]: Prometheus counters for the admin listener.
 //! - [`revalidate`]: periodic re-checks of sessions against DingTalk (`session.revalidate`).
@@ -46,6 +48,7 @@ pub mod identity;
 pub mod login;
 pub mod metrics;
 pub mod pages;
+pub mod pool;
 pub mod proxy;
 pub mod redirect;
 pub mod request_id;
@@ -55,6 +58,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod user;
+pub mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -89,15 +93,23 @@ pub struct Running {
     pub app: App,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    workers: Vec<workers::Worker>,
 }
 
 impl Running {
-    /// Stops accepting, drains connections, and waits for the server task.
+    /// Stops accepting, drains connections, and waits for the server task and every worker
+    /// thread.
     pub async fn shutdown(mut self) {
+        for w in &mut self.workers {
+            w.stop();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        for w in self.workers.drain(..) {
+            w.join().await;
+        }
     }
 }
 
@@ -127,11 +139,31 @@ pub async fn start(config: Config) -> Result<Running, RunError> {
 }
 
 /// [`start`], judging every expiry by `clock` (tests move a manual clock instead of waiting).
-pub async fn start_with_clock(
+pub async fn start_with_clock(config: Config, clock: clock::Clock) -> Result<Running, RunError> {
+    start_inner(config, clock, 1).await
+}
+
+/// [`start`] with `threads` proxy listeners: this task serves one, and each of `threads - 1`
+/// more threads runs its own single-threaded runtime with its own listener on the same
+/// address (`SO_REUSEPORT`: the kernel spreads new connections over them) — the binary's
+/// thread-per-core mode, see [`workers`].
+pub async fn start_threads(config: Config, threads: usize) -> Result<Running, RunError> {
+    start_inner(config, clock::Clock::system(), threads.max(1)).await
+}
+
+async fn start_inner(
     mut config: Config,
     clock: clock::Clock,
+    threads: usize,
 ) -> Result<Running, RunError> {
-    let listener = bind(config.listen).await?;
+    let listener = if threads > 1 {
+        workers::listener(config.listen).map_err(|source| RunError::Bind {
+            addr: config.listen,
+            source,
+        })?
+    } else {
+        bind(config.listen).await?
+    };
     let addr = listener.local_addr().map_err(|source| RunError::Bind {
         addr: config.listen,
         source,
@@ -147,6 +179,12 @@ pub async fn start_with_clock(
         None => audit::Audit::off(),
     };
     let app = App::build(config, clock, audit)?;
+    let mut spawned = Vec::new();
+    for i in 1..threads {
+        let worker = workers::Worker::spawn(i, addr, app.clone())
+            .map_err(|source| RunError::Bind { addr, source })?;
+        spawned.push(worker);
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve_all(listener, admin, app.clone(), async {
         let _ = stopped.await;
@@ -157,6 +195,7 @@ pub async fn start_with_clock(
         app,
         stop: Some(stop),
         task,
+        workers: spawned,
     })
 }
 

@@ -106,7 +106,13 @@ fn sessions(config: Config, action: SessionsAction) -> ExitCode {
 
 fn run(config: Config) -> ExitCode {
     dingtalk_auth_proxy::init_logging(config.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Thread per core (see `workers`): this thread serves one listener and runs the signal
+    // handling and background tasks; one more thread per further core serves its own.
+    let threads = dingtalk_auth_proxy::workers::default_threads();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dingtalk-auth-proxy: cannot start the runtime: {e}");
@@ -119,14 +125,15 @@ fn run(config: Config) -> ExitCode {
             Some(u) => format!("reverse proxy to {u}"),
             None => "auth-only (verify endpoint for nginx auth_request)".to_string(),
         };
-        let running = match dingtalk_auth_proxy::start(config).await {
+        let started = dingtalk_auth_proxy::start_threads(config, threads).await;
+        let running = match started {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("dingtalk-auth-proxy: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(addr = %running.addr, mode = %mode, "listening");
+        tracing::info!(addr = %running.addr, mode = %mode, threads, "listening");
         if let Some(admin) = running.admin_addr {
             tracing::info!(addr = %admin, "admin listening (/metrics /healthz /readyz)");
         }

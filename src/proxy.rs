@@ -5,22 +5,22 @@
 //!
 //! Nothing here calls DingTalk or derives keys: this is the hot path, measured against nginx.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{
     HeaderName, CONNECTION, COOKIE, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
+use crate::pool::Pool;
 use crate::response::{self, Body};
-use crate::session::cookie_pairs;
+use crate::session::{cookie_pair, cookie_pieces};
 
 /// Why a request could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +42,13 @@ pub enum ProxyError {
     UnexpectedUpgrade,
 }
 
-/// The upstream app and the pooled client that talks to it. Built once at start-up.
+/// The upstream app and the pooled clients that talk to it. Built once at start-up.
 pub struct Upstream {
-    client: Client<HttpConnector, UpstreamBody>,
-    scheme: Scheme,
-    authority: Authority,
+    /// The connections, per thread: a request is sent on a connection whose task runs on the
+    /// thread that serves the request, as an nginx worker uses its own upstream connections.
+    pool: Arc<Pool>,
+    /// `Host` for a request that came without one.
+    authority: HeaderValue,
     /// Path prefix of the upstream URL (without a trailing `/`), usually empty.
     base_path: String,
     timeout: Duration,
@@ -91,18 +93,12 @@ impl Upstream {
         let authority: Authority = upstream[url::Position::BeforeHost..url::Position::AfterPort]
             .parse()
             .map_err(|e| ProxyError::BadRequest(format!("upstream address: {e}")))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| ProxyError::BadRequest(format!("upstream address: {e}")))?;
+        let port = authority.port_u16().unwrap_or(80);
         Ok(Upstream {
-            client,
-            scheme: Scheme::HTTP,
-            authority,
+            pool: Pool::new(format!("{}:{port}", authority.host()), timeout),
+            authority: host,
             base_path: upstream.path().trim_end_matches('/').to_string(),
             timeout,
             forwarded_proto: HeaderValue::from_static(if public_https { "https" } else { "http" }),
@@ -160,10 +156,15 @@ impl Upstream {
             }
             headers.insert("x-forwarded-for", fwd.forwarded_for);
             headers.insert("x-forwarded-proto", self.forwarded_proto.clone());
-            if let Some(host) = original_host {
-                headers.insert("x-forwarded-host", host.clone());
-                // The app sees the Host the user used (as with oauth2-proxy's default).
-                headers.insert(HOST, host);
+            match original_host {
+                Some(host) => {
+                    headers.insert("x-forwarded-host", host.clone());
+                    // The app sees the Host the user used (as with oauth2-proxy's default).
+                    headers.insert(HOST, host);
+                }
+                None => {
+                    headers.insert(HOST, self.authority.clone());
+                }
             }
             if upgrade {
                 headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -184,7 +185,7 @@ impl Upstream {
             }
         });
 
-        let mut resp = tokio::time::timeout(self.timeout, self.client.request(req))
+        let mut resp = tokio::time::timeout(self.timeout, self.pool.send(req))
             .await
             .map_err(|_| ProxyError::Timeout(self.timeout))?
             .map_err(|e| {
@@ -227,22 +228,18 @@ impl Upstream {
         Ok(resp.map(|b| b.map_err(Into::into).boxed()))
     }
 
+    /// The request's target as sent upstream: origin-form (`/path?query`) under the upstream
+    /// URL's path, whatever form the client used.
     fn upstream_uri(&self, uri: &Uri) -> Result<Uri, ProxyError> {
-        let pq = uri
-            .path_and_query()
-            .map(PathAndQuery::as_str)
-            .unwrap_or("/");
-        let path_and_query: PathAndQuery = if self.base_path.is_empty() {
-            PathAndQuery::try_from(pq)
-        } else {
-            PathAndQuery::try_from(format!("{}{}", self.base_path, pq))
+        let pq = uri.path_and_query();
+        if self.base_path.is_empty() {
+            if let Some(pq) = pq {
+                return Ok(Uri::from(pq.clone()));
+            }
         }
-        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+        let pq = pq.map(PathAndQuery::as_str).unwrap_or("/");
+        PathAndQuery::try_from(format!("{}{}", self.base_path, pq))
+            .map(Uri::from)
             .map_err(|e| ProxyError::BadRequest(e.to_string()))
     }
 }
@@ -345,15 +342,9 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     let mut kept: Vec<u8> = Vec::new();
     let mut found = false;
     for value in headers.get_all(COOKIE) {
-        let bytes = value.as_bytes();
-        let mut start = 0;
         // Each other piece is kept exactly as sent (trimmed), so the app parses it as before.
-        for end in memchr::memchr_iter(b';', bytes).chain([bytes.len()]) {
-            let piece = bytes[start..end].trim_ascii();
-            start = end + 1;
-            let Some((k, _)) = cookie_pairs(piece).next() else {
-                continue;
-            };
+        for piece in cookie_pieces(value.as_bytes()) {
+            let (k, _) = cookie_pair(piece);
             if ours(k) {
                 found = true;
                 continue;
