@@ -157,7 +157,10 @@ async fn drive<H, F>(
     let seen = requests.clone();
     let service = hyper::service::service_fn(move |req| {
         seen.fetch_add(1, Ordering::Relaxed);
-        let fut = handle(req, peer);
+        // Boxed per request: hyper keeps the slot for a request's future allocated for as long
+        // as the connection lives, so an unboxed (kilobytes large) future would be paid by
+        // every idle keep-alive connection.
+        let fut = Box::pin(handle(req, peer));
         async move { Ok::<_, Infallible>(fut.await) }
     });
     let io = TokioIo::new(Counted {

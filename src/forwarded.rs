@@ -58,7 +58,7 @@ impl TrustedProxies {
     /// The `X-Forwarded-For` to send upstream: a trusted peer's list with the peer appended;
     /// from anyone else, the peer's address alone (a client cannot plant addresses).
     pub fn forwarded_for(&self, peer: SocketAddr, headers: &HeaderMap) -> HeaderValue {
-        let ip = canonical(peer.ip()).to_string();
+        let ip = canonical(peer.ip());
         let prior = if self.trusts(peer.ip()) {
             let all: Vec<&str> = headers
                 .get_all("x-forwarded-for")
@@ -71,13 +71,33 @@ impl TrustedProxies {
         } else {
             String::new()
         };
-        let value = if prior.is_empty() {
-            ip
-        } else {
-            format!("{prior}, {ip}")
-        };
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        if prior.is_empty() {
+            return ip_value(ip);
+        }
+        HeaderValue::from_str(&format!("{prior}, {ip}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
     }
+}
+
+/// `ip` as a header value. The text of the last address this thread wrote is kept: a
+/// connection (and a front server's pool of them) sends many requests from one address.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((seen, v)) if *seen == ip => v.clone(),
+            _ => {
+                let v = HeaderValue::from_str(&ip.to_string())
+                    .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+                *last = Some((ip, v.clone()));
+                v
+            }
+        }
+    })
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

@@ -26,7 +26,8 @@ impl App {
     /// the id with the answer.
     pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let id = request_id::ensure(req.headers_mut());
-        let span = tracing::info_span!("request", id = %String::from_utf8_lossy(id.as_bytes()));
+        // `ensure` only returns visible ASCII, so `to_str` does not fail.
+        let span = tracing::info_span!("request", id = id.to_str().unwrap_or("-"));
         let mut resp = self.route(req, peer).instrument(span).await;
         resp.headers_mut()
             .insert(request_id::X_REQUEST_ID.clone(), id);

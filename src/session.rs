@@ -195,9 +195,55 @@ impl UsedStates {
     }
 }
 
+/// Session cookies this thread opened lately, by their exact sealed text: a browser sends the
+/// same cookie on every request, and opening it (base64, AES-GCM, JSON) is most of what a
+/// logged-in request costs us. Only authentic cookies are kept — an entry is made after the
+/// cookie opened — and a hit is the very same bytes, so it opens to the very same session;
+/// expiry is still judged on every request. Bounded: a thread's map is emptied when it is full.
+#[derive(Default)]
+struct OpenedCookies {
+    per_thread: thread_local::ThreadLocal<std::cell::RefCell<OpenedMap>>,
+}
+
+/// Opened sessions by a keyed hash of their cookie's last bytes (the AES-GCM tag: random, so
+/// hashing the whole cookie buys nothing), with the whole cookie kept to compare on a hit.
+#[derive(Default)]
+struct OpenedMap {
+    hasher: std::hash::RandomState,
+    map: std::collections::HashMap<u64, (Box<str>, Session)>,
+}
+
+/// Most sessions one thread keeps opened (about 1 KiB each).
+const OPENED_PER_THREAD: usize = 2048;
+
+impl OpenedCookies {
+    fn get_or_open(&self, sealed: &str, open: impl FnOnce() -> Option<Session>) -> Option<Session> {
+        let cell = self.per_thread.get_or_default();
+        let key = {
+            let opened = cell.borrow();
+            let tail = &sealed.as_bytes()[sealed.len().saturating_sub(32)..];
+            let key = std::hash::BuildHasher::hash_one(&opened.hasher, tail);
+            if let Some((text, session)) = opened.map.get(&key) {
+                if **text == *sealed {
+                    return Some(session.clone());
+                }
+            }
+            key
+        };
+        let session = open()?;
+        let mut opened = cell.borrow_mut();
+        if opened.map.len() >= OPENED_PER_THREAD {
+            opened.map.clear();
+        }
+        opened.map.insert(key, (sealed.into(), session.clone()));
+        Some(session)
+    }
+}
+
 /// Seals and opens the proxy's cookies. Built once at start-up; cheap to use per request.
 #[derive(Clone)]
 pub struct CookieCodec {
+    opened: std::sync::Arc<OpenedCookies>,
     key: Key,
     name: String,
     state_name: String,
@@ -211,6 +257,7 @@ impl CookieCodec {
     /// Derives the cookie key from `session.secret`; a short secret is an error.
     pub fn new(config: &Config, clock: Clock) -> Result<CookieCodec, SecretTooShort> {
         Ok(CookieCodec {
+            opened: std::sync::Arc::default(),
             key: derive_key(config.session.secret.expose())?,
             name: config.session.cookie_name.clone(),
             state_name: format!("{}_state", config.session.cookie_name),
@@ -223,9 +270,14 @@ impl CookieCodec {
 
     /// The valid, unexpired session in the request's `Cookie` headers, if any.
     pub fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let now = self.clock.now_secs();
         find_cookies(headers, &self.name)
-            .filter_map(|sealed| Session::from_json(self.decrypt(&self.name, sealed)?.value()))
-            .find(|s| !s.is_expired(self.clock.now_secs()))
+            .filter_map(|sealed| {
+                self.opened.get_or_open(sealed, || {
+                    Session::from_json(self.decrypt(&self.name, sealed)?.value())
+                })
+            })
+            .find(|s| !s.is_expired(now))
     }
 
     /// The unexpired [`SessionRef`] in the request's session cookie, if any (server-side store).
@@ -438,16 +490,28 @@ pub fn find_cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<
 /// The `name=value` pairs of one `Cookie` header value, split on `;`, trimmed of spaces and
 /// tabs; pieces without `=` are returned with an empty name. Never fails, whatever the bytes.
 pub fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    value.split(|b| *b == b';').filter_map(|piece| {
-        let piece = piece.trim_ascii();
-        if piece.is_empty() {
-            return None;
-        }
-        Some(match piece.iter().position(|b| *b == b'=') {
-            Some(at) => (piece[..at].trim_ascii(), piece[at + 1..].trim_ascii()),
-            None => (&piece[..0], piece),
+    cookie_pieces(value).map(cookie_pair)
+}
+
+/// The non-empty `;`-separated pieces of one `Cookie` header value, trimmed (memchr: a
+/// session cookie is hundreds of bytes, scanned on every request).
+pub fn cookie_pieces(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b';', value)
+        .chain(std::iter::once(value.len()))
+        .filter_map(move |end| {
+            let piece = value.get(start..end)?.trim_ascii();
+            start = end + 1;
+            (!piece.is_empty()).then_some(piece)
         })
-    })
+}
+
+/// One trimmed piece split at its first `=`: `(name, value)`; no `=`: an empty name.
+pub fn cookie_pair(piece: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b'=', piece) {
+        Some(at) => (piece[..at].trim_ascii(), piece[at + 1..].trim_ascii()),
+        None => (&piece[..0], piece),
+    }
 }
 
 #[cfg(test)]
