@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Parsers and the final report for benches/proxy.sh (standard library only).
 
-  wrk FILE                  wrk --latency output -> `rps p50_ms p99_ms non2xx socket_errors`
+  wrk FILE                  wrk --latency output -> `rps p50_ms p99_ms non2xx socket_errors requests`
   cg FILE                   a callgrind dump -> `instructions malloc_calls`
   strace FILE               `strace -c` output -> `total_calls name:calls,name:calls,...`
   report KVFILE JSONFILE    prints the summary table and writes the JSON
 """
 import json
 import re
+import statistics
 import sys
 
 ALLOC = {"malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign"}
@@ -22,10 +23,11 @@ def wrk(path):
     non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     total = sum(int(x) for x in errs.groups()) if errs else 0
+    reqs = re.search(r"^\s*(\d+) requests in ", text, re.M)
     if not rps:
         sys.exit(f"no Requests/sec in {path}:\n{text}")
     print(rps.group(1), lat.get("50", "nan"), lat.get("99", "nan"),
-          non2xx.group(1) if non2xx else 0, total)
+          non2xx.group(1) if non2xx else 0, total, reqs.group(1) if reqs else 0)
 
 
 def to_ms(v):
@@ -89,6 +91,155 @@ def strace(path):
     print(total, ",".join(f"{n}:{c}" for n, c in calls) or "-")
 
 
+WRK_ROWS = [
+    ("up", "nginx `return 200`, direct (the upstream nginx)"),
+    ("base", "nginx proxy_pass -> upstream (baseline)"),
+    ("ours", "this proxy -> upstream, logged in (cookie session)"),
+    ("redis", "this proxy -> upstream, logged in (Redis session)"),
+    ("areq", "nginx auth_request -> our /_auth/verify; -> upstream"),
+    ("verify", "our /_auth/verify alone (auth-only mode)"),
+    ("anon", "this proxy, anonymous -> 401 (no upstream call)"),
+]
+WRK_FIELDS = ("rps", "p50_ms", "p99_ms", "non2xx", "errors", "requests")
+# name -> (numerator, denominator, target or None, note)
+RATIOS = [
+    ("ours_cookie / nginx_proxy_pass", "ours", "base", 1.0, ""),
+    ("verify / nginx_return_200", "verify", "up", 0.8,
+     "nginx_return_200 = scenario `up`: nginx `return 200` on the upstream nginx (worker_processes auto), hit directly"),
+    ("redis / cookie", "redis", "ours", None, ""),
+    ("nginx_auth_request / nginx_proxy_pass", "areq", "base", None, ""),
+    ("ours_cookie / nginx_auth_request", "ours", "areq", None, ""),
+]
+P99_DIFF = ("ours_cookie - nginx_proxy_pass", "ours", "base", 1.0)
+
+
+def rnd(v, nd):
+    return None if v is None else round(v, nd)
+
+
+def fmt(v, spec, na="n/a"):
+    return na if v is None else format(v, spec)
+
+
+def section1(kv, out, p):
+    """Section 1 (wrk): kv keys wrk.<round>.<conns>.<scenario>.<field>."""
+    m = out["meta"]
+    runs = {}  # (conns, scenario) -> {round: {field: value}}
+    for k, v in kv.items():
+        mt = re.match(r"^wrk\.(\d+)\.(\d+)\.(\w+)\.(\w+)$", k)
+        if not mt:
+            continue
+        r, c, key, field = int(mt.group(1)), int(mt.group(2)), mt.group(3), mt.group(4)
+        try:
+            val = float(v)
+            if field in ("non2xx", "errors", "requests", "redis_cmds"):
+                val = int(val)
+        except ValueError:
+            val = None
+        runs.setdefault((c, key), {}).setdefault(r, {})[field] = val
+    conns = m.get("conns") or sorted({c for c, _ in runs})
+    rounds = m.get("rounds")
+    p(f"-- 1. throughput and latency: wrk -t2 -d{m.get('secs')}s --latency, keep-alive, 127.0.0.1; "
+      f"connections {' '.join(map(str, conns))}; {rounds} round(s), interleaved --")
+    p("   req/s, p50, p99: median over the rounds; min-max: of req/s; non-2xx, errors: summed over the rounds")
+    out["throughput"] = {}
+    out["throughput_ratios"] = {}
+    out["p99_difference_ms"] = {}
+
+    def med(xs):
+        xs = [x for x in xs if x is not None]
+        return statistics.median(xs) if xs else None
+
+    def combine(per_round, of_medians, nd):
+        """per_round: {round: value}; the three views of one ratio or difference."""
+        vals = [per_round[r] for r in sorted(per_round)]
+        return {
+            "of_medians": rnd(of_medians, nd),
+            "median_of_rounds": rnd(med(vals), nd),
+            "per_round": [rnd(v, nd) for v in vals],
+        }
+
+    for c in conns:
+        tp = {}
+        for key, label in WRK_ROWS:
+            rr = runs.get((c, key))
+            if not rr:
+                continue
+            per = [dict({"round": r}, **{f: rr[r].get(f) for f in WRK_FIELDS}) for r in sorted(rr)]
+            rps = [x["rps"] for x in per if x["rps"] is not None]
+            tp[key] = {
+                "label": label,
+                "rps": rnd(med(rps), 2),
+                "rps_min": min(rps) if rps else None,
+                "rps_max": max(rps) if rps else None,
+                "p50_ms": rnd(med([x["p50_ms"] for x in per]), 4),
+                "p99_ms": rnd(med([x["p99_ms"] for x in per]), 4),
+                "non2xx": sum(x["non2xx"] or 0 for x in per),
+                "errors": sum(x["errors"] or 0 for x in per),
+                "rounds": per,
+            }
+        out["throughput"][str(c)] = tp
+        p("")
+        p(f"- {c} connections")
+        p(f"{'scenario':<52} {'req/s':>9} {'min-max req/s':>17} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8} {'errors':>6}")
+        for key, label in WRK_ROWS:
+            row = tp.get(key)
+            if not row:
+                continue
+            span = f"{fmt(row['rps_min'], '.0f')}-{fmt(row['rps_max'], '.0f')}"
+            p(f"{label:<52} {fmt(row['rps'], '9.0f')} {span:>17} {fmt(row['p50_ms'], '7.2f')} {fmt(row['p99_ms'], '7.2f')} "
+              f"{row['non2xx']:>8.0f} {row['errors']:>6.0f}")
+            if key != "anon" and row["non2xx"]:
+                p(f"  WARNING: {row['non2xx']:.0f} non-2xx answers in `{key}`")
+
+        def round_vals(key, field):
+            return {x["round"]: x[field] for x in tp.get(key, {}).get("rounds", []) if x[field] is not None}
+
+        ratios = {}
+        for name, a, b, target, note in RATIOS:
+            if a not in tp or b not in tp:
+                continue
+            ra, rb = round_vals(a, "rps"), round_vals(b, "rps")
+            per = {r: ra[r] / rb[r] for r in ra if rb.get(r)}
+            ma, mb = tp[a]["rps"], tp[b]["rps"]
+            e = combine(per, ma / mb if ma is not None and mb else None, 3)
+            if note:
+                e["note"] = note
+            if target is not None:
+                e["target"] = f">= {target}"
+                e["met"] = None if e["of_medians"] is None else e["of_medians"] >= target
+            ratios[name] = e
+        out["throughput_ratios"][str(c)] = ratios
+        p(f"ratios of req/s at {c} connections (1.00 = as fast; higher is better for the first name;"
+          f" target judged on the ratio of medians):")
+        p(f"  {'':<46} {'of medians':>10} {'median of rounds':>17}  {'per round':<24} target")
+        for name, e in ratios.items():
+            shown = name + (" (up)" if name.startswith("verify") else "")
+            per = " ".join(fmt(v, ".3f") for v in e["per_round"])
+            tgt = ""
+            if "target" in e:
+                tgt = f"{e['target']}: {'met' if e['met'] else 'MISSED'}"
+            p(f"  {shown:<46} {fmt(e['of_medians'], '10.3f')} {fmt(e['median_of_rounds'], '17.3f')}  {per:<24} {tgt}".rstrip())
+        name, a, b, limit = P99_DIFF
+        if a in tp and b in tp:
+            pa, pb = round_vals(a, "p99_ms"), round_vals(b, "p99_ms")
+            per = {r: pa[r] - pb[r] for r in pa if r in pb}
+            ma, mb = tp[a]["p99_ms"], tp[b]["p99_ms"]
+            e = combine(per, ma - mb if ma is not None and mb is not None else None, 3)
+            e["target"] = f"<= {limit}"
+            e["met"] = None if e["of_medians"] is None else e["of_medians"] <= limit
+            out["p99_difference_ms"][str(c)] = {name: e}
+            per_s = " ".join(fmt(v, "+.3f") for v in e["per_round"])
+            p(f"  {'p99 difference (ms): ours − nginx proxy_pass':<46} {fmt(e['of_medians'], '+10.3f')} "
+              f"{fmt(e['median_of_rounds'], '+17.3f')}  {per_s:<24} {e['target']} ms: {'met' if e['met'] else 'MISSED'}")
+    p("")
+    p(f"  verify / nginx_return_200 (up): {RATIOS[1][4]}")
+    cmds = [x.get("redis_cmds") for (c, key), rr in runs.items() if key == "redis" for x in rr.values()]
+    reqs = [x.get("requests") for (c, key), rr in runs.items() if key == "redis" for x in rr.values()]
+    if cmds and all(x is not None for x in cmds) and sum(r or 0 for r in reqs):
+        out["redis_commands_per_request"] = round(sum(cmds) / sum(r or 0 for r in reqs), 3)
+        p(f"  Redis commands per proxied request (Redis mode, all runs): {out['redis_commands_per_request']:.2f}")
+
 def report(kvpath, jsonpath):
     kv = {}
     for line in open(kvpath):
@@ -102,10 +253,6 @@ def report(kvpath, jsonpath):
         except (KeyError, ValueError):
             return None
 
-    def ratio(a, b):
-        a, b = num(a), num(b)
-        return round(a / b, 3) if a is not None and b else None
-
     def typed(v):
         try:
             return int(v)
@@ -116,46 +263,14 @@ def report(kvpath, jsonpath):
                 return v
 
     out = {"meta": {k[5:]: typed(v) for k, v in kv.items() if k.startswith("meta.")}}
-    p = print
     m = out["meta"]
+    m["conns"] = [int(c) for c in str(m.get("conns", "")).split()]
+    p = print
     p("")
     p(f"== dingtalk-auth-proxy benchmark  {m.get('date', '')}  commit {m.get('commit', '?')}{' (dirty tree)' if m.get('dirty') == 1 else ''}")
     p(f"   {m.get('cpus', '?')} CPUs, load average at start {m.get('load_start', '?')}, at end {m.get('load_end', '?')}; nginx {m.get('nginx', '?')}")
     p("")
-    p(f"-- 1. throughput and latency: wrk -t2 -c{m.get('conns')} -d{m.get('secs')}s --latency, keep-alive, 127.0.0.1 --")
-    p(f"{'scenario':<52} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
-    wrk_rows = [
-        ("up", "upstream direct (nginx `return 200`)"),
-        ("base", "nginx proxy_pass -> upstream (baseline)"),
-        ("ours", "this proxy -> upstream, logged in (cookie session)"),
-        ("redis", "this proxy -> upstream, logged in (Redis session)"),
-        ("areq", "nginx auth_request -> our /_auth/verify; -> upstream"),
-        ("verify", "our /_auth/verify alone (auth-only mode)"),
-        ("anon", "this proxy, anonymous -> 401 (no upstream call)"),
-    ]
-    out["throughput"] = {}
-    for key, label in wrk_rows:
-        if f"wrk.{key}.rps" not in kv:
-            continue
-        row = {f: num(f"wrk.{key}.{f}") for f in ("rps", "p50_ms", "p99_ms", "non2xx", "errors")}
-        row["label"] = label
-        out["throughput"][key] = row
-        p(f"{label:<52} {row['rps']:>10.0f} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['non2xx']:>8.0f} {row['errors']:>7.0f}")
-    ratios = {
-        "ours_cookie / nginx_proxy_pass": ratio("wrk.ours.rps", "wrk.base.rps"),
-        "verify / nginx_return_200": ratio("wrk.verify.rps", "wrk.up.rps"),
-        "redis / cookie": ratio("wrk.redis.rps", "wrk.ours.rps"),
-        "nginx_auth_request / nginx_proxy_pass": ratio("wrk.areq.rps", "wrk.base.rps"),
-        "ours_cookie / nginx_auth_request": ratio("wrk.ours.rps", "wrk.areq.rps"),
-    }
-    out["throughput_ratios"] = ratios
-    p("ratios of req/s (1.00 = as fast; higher is better for the first name):")
-    for k, v in ratios.items():
-        p(f"  {k:<50} {v if v is not None else 'n/a'}")
-    if num("redis.cmds_per_req") is not None:
-        p(f"  Redis commands per proxied request (Redis mode): {num('redis.cmds_per_req'):.2f}")
-        out["redis_commands_per_request"] = num("redis.cmds_per_req")
-
+    section1(kv, out, p)
     p("")
     n = m.get("requests")
     p(f"-- 2. CPU instructions per request: callgrind, {n} sequential keep-alive requests after {m.get('warmup')} warm-up ones --")

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Proxy overhead against nginx, all measured in one run on 127.0.0.1.
 #
-# usage: bash benches/proxy.sh [seconds=10] [connections=64]
-#   seconds, connections: per wrk scenario (wrk -t2). On a busy machine prefix `nice -n 10`.
-# env:   BENCH_REQUESTS=2000    fixed request count for the instruction and syscall counts
+# usage: bash benches/proxy.sh [seconds=10] [connections]
+#   seconds:     per wrk run (wrk -t2, or -t1 at 1 connection).
+#   connections: one connection count for every wrk run; overrides BENCH_CONNS.
+#   On a busy machine prefix `nice -n 10`.
+# env:   BENCH_CONNS="64 256"   wrk connection counts (space-separated); every scenario runs at each
+#        BENCH_ROUNDS=3         wrk rounds; the figures are medians over the rounds
+#        BENCH_REQUESTS=2000    fixed request count for the instruction and syscall counts
 #        BENCH_WARMUP=50        requests sent before counting starts (pools, lazy init)
 #        BENCH_IDLE_CONNS=10000 idle keep-alive connections for the memory figure (0: skip)
 #        BENCH_CALLGRIND=1      0 skips section 2 (the slowest part: the processes run under valgrind)
 #        BENCH_OUT=target/bench where the JSON goes
+#   Section 1 takes 7 scenarios x connection counts x rounds x (seconds + ~1 s): with the
+#   defaults 42 runs, about 8 minutes. A quick smoke run:
+#     BENCH_CALLGRIND=0 BENCH_IDLE_CONNS=0 BENCH_ROUNDS=2 BENCH_CONNS="16 32" bash benches/proxy.sh 1
 # Needs: nginx (with auth_request: nginx-light or fuller), wrk, curl, python3, redis-server,
 #        redis-cli, valgrind (callgrind_control), strace, timeout
 #        (apt-get install -y nginx-light wrk curl redis-server valgrind strace).
@@ -18,8 +25,10 @@
 #
 # How to read the summary (printed at the end, also written to target/bench/proxy-<UTC time>.json):
 #  1. throughput: req/s and p50/p99 latency (ms) from wrk for each path. The processes:
-#       upstream   nginx `return 200 "ok\n"` (the app behind every proxy)
-#       baseline   nginx proxy_pass -> upstream (keepalive pool)
+#       up         nginx `return 200 "ok\n"` hit directly: the upstream nginx itself (the app
+#                  behind every proxy, worker_processes auto), a standalone server answering by
+#                  itself like `verify` below: the reference for verify / nginx_return_200
+#       base       nginx proxy_pass -> upstream (keepalive pool)
 #       ours       dingtalk-auth-proxy -> upstream, logged in, cookie session (session.store=cookie)
 #       redis      the same with session.store=redis: each request reads its session from Redis
 #       areq       nginx auth_request (the shape of deploy/nginx/auth_request.conf) asking a second
@@ -27,9 +36,23 @@
 #                  proxy_pass -> upstream: the "nginx in front, we only verify" deployment
 #       verify     that auth-only proxy's /_auth/verify hit directly (what nginx's subrequest costs us)
 #       anon       ours without a session: the 401 answer, upstream never called
-#     Ratios of req/s: ours/nginx proxy_pass, verify/nginx return 200, Redis/cookie, and
-#     auth_request/proxy_pass. All processes share the machine's cores with wrk, so compare the
-#     ratios of one run, not absolute figures across machines. non-2xx must be 0 (except anon).
+#     Every scenario runs at every BENCH_CONNS count, BENCH_ROUNDS times. The rounds are
+#     interleaved (round 1: every connection count, every scenario; then round 2, ...), so a
+#     slow drift of the shared machine's load hits every scenario alike. One table per
+#     connection count: the MEDIAN req/s over the rounds, min-max req/s, the median p50 and p99;
+#     non-2xx and errors are summed over the rounds (non-2xx must be 0, except anon).
+#     Then, per connection count, the ratios of req/s ours_cookie / nginx_proxy_pass,
+#     verify / nginx_return_200 (up), redis / cookie, nginx_auth_request / nginx_proxy_pass,
+#     ours_cookie / nginx_auth_request, each as:
+#       of medians        median req/s of one / median req/s of the other
+#       median of rounds  the median of the per-round ratios (same round, same minute: the less
+#                         noisy figure when the load drifts)
+#       per round         the ratio in each round
+#     and "p99 difference (ms): ours - nginx proxy_pass" (of medians, median of rounds, per
+#     round). The performance targets (ours_cookie / nginx_proxy_pass >= 1.0 and p99 difference
+#     <= 1 ms at every connection count, verify / nginx_return_200 >= 0.8) are marked met or
+#     MISSED, judged on the "of medians" figure. All processes share the machine's cores with
+#     wrk, so compare the ratios of one run, not absolute figures across machines.
 #  2. instructions per request (callgrind): the process runs under valgrind; BENCH_WARMUP
 #     requests, counters zeroed (callgrind_control -z), BENCH_REQUESTS sequential keep-alive
 #     requests, counters dumped (callgrind_control -d). The figure is guest instructions divided
@@ -49,11 +72,27 @@
 #     timeout is raised to 300 s for this process only (by default it closes a keep-alive
 #     connection idle for 10 s, before 10,000 are open on a busy machine). The last line is the
 #     RSS (and peak) of the cookie proxy after all wrk runs.
+#
+# The JSON (keys; connection counts are strings, "64"):
+#   meta                        date, commit, dirty, cpus, load_start, load_end, nginx, kernel,
+#                               secs, conns (list), rounds, requests, warmup, idle_conns,
+#                               callgrind, elapsed_s
+#   throughput[conns][scenario] label, rps (median), rps_min, rps_max, p50_ms, p99_ms (medians),
+#                               non2xx, errors (sums), rounds: [{round, rps, p50_ms, p99_ms,
+#                               non2xx, errors, requests}, ...] (the raw per-round wrk figures)
+#   throughput_ratios[conns][name]  of_medians, median_of_rounds, per_round (list), note,
+#                               and target, met for the two ratios with a target
+#   p99_difference_ms[conns]["ours_cookie - nginx_proxy_pass"]  same fields as a ratio
+#   redis_commands_per_request  Redis commands / proxied requests over all Redis-mode wrk runs
+#   instructions, instruction_ratios, perf, syscalls, syscall_ratio_ours_nginx, memory_kib:
+#                               sections 2-4, as before
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t_start=$(date +%s)
 secs=${1:-10}
-conns=${2:-64}
+conns_list=${BENCH_CONNS:-64 256}
+[ $# -ge 2 ] && conns_list=$2
+rounds=${BENCH_ROUNDS:-3}
 N=${BENCH_REQUESTS:-2000}
 WARM=${BENCH_WARMUP:-50}
 IDLE=${BENCH_IDLE_CONNS:-10000}
@@ -63,6 +102,11 @@ outdir=${BENCH_OUT:-target/bench}
 exec 9>&2 # the real stderr: a trap may fire inside a function whose stderr is redirected
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&9; }
 die() { say "FAILED: $*"; exit 1; }
+[[ $secs =~ ^[1-9][0-9]*$ ]] || die "seconds must be a positive integer, not '$secs'"
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer, not '$rounds'"
+read -r -a conns_arr <<< "$conns_list"
+[ ${#conns_arr[@]} -gt 0 ] || die "no connection counts (BENCH_CONNS or the second argument)"
+for c in "${conns_arr[@]}"; do [[ $c =~ ^[1-9][0-9]*$ ]] || die "connection count must be a positive integer, not '$c'"; done
 
 # ---- tools -------------------------------------------------------------------------------
 missing=()
@@ -270,38 +314,46 @@ cookie_redis=$(login "$ours_redis")
   put meta.load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
   put meta.nginx "$("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///')"
   put meta.kernel "$(uname -r)"
-  put meta.secs "$secs"; put meta.conns "$conns"; put meta.requests "$N"; put meta.warmup "$WARM"
+  put meta.secs "$secs"; put meta.conns "${conns_arr[*]}"; put meta.rounds "$rounds"; put meta.requests "$N"; put meta.warmup "$WARM"
   put meta.idle_conns "$IDLE"; put meta.callgrind "$CG"
 }
 
 # ---- 1. wrk ----------------------------------------------------------------------------------
-run_wrk() { # key label url [header...]
-  local key=$1 label=$2 url=$3; shift 3
-  local hargs=() h f
+run_wrk() { # round conns key label url [header...]
+  local r=$1 c=$2 key=$3 label=$4 url=$5 t=2; shift 5
+  local hargs=() h f parsed rps p50 p99 non2xx errs reqs
   for h in "$@"; do hargs+=(-H "$h"); done
-  f="$work/wrk.$key.txt"
-  timeout $((secs + 60)) wrk -t2 -c"$conns" -d"${secs}s" --timeout 10s --latency "${hargs[@]}" "$url" > "$f" \
-    || die "wrk $key failed: $(cat "$f")"
-  read -r rps p50 p99 non2xx errs < <(python3 benches/bench_report.py wrk "$f")
-  put "wrk.$key.rps" "$rps"; put "wrk.$key.p50_ms" "$p50"; put "wrk.$key.p99_ms" "$p99"
-  put "wrk.$key.non2xx" "$non2xx"; put "wrk.$key.errors" "$errs"
-  say "$(printf '%-44s %9s req/s  p50 %sms  p99 %sms  non-2xx %s  errors %s' "$label" "$rps" "$p50" "$p99" "$non2xx" "$errs")"
-  if [ "$key" != anon ] && [ "$non2xx" != 0 ]; then say "WARNING: $key had $non2xx non-2xx answers"; fi
+  [ "$c" -ge 2 ] || t=1 # wrk wants at least one connection per thread
+  f="$work/wrk.$r.$c.$key.txt"
+  timeout $((secs + 60)) wrk -t"$t" -c"$c" -d"${secs}s" --timeout 10s --latency "${hargs[@]}" "$url" > "$f" \
+    || die "wrk $key (round $r, $c connections) failed: $(cat "$f")"
+  parsed=$(python3 benches/bench_report.py wrk "$f") || die "cannot parse $f"
+  read -r rps p50 p99 non2xx errs reqs <<< "$parsed"
+  put "wrk.$r.$c.$key.rps" "$rps"; put "wrk.$r.$c.$key.p50_ms" "$p50"; put "wrk.$r.$c.$key.p99_ms" "$p99"
+  put "wrk.$r.$c.$key.non2xx" "$non2xx"; put "wrk.$r.$c.$key.errors" "$errs"; put "wrk.$r.$c.$key.requests" "$reqs"
+  say "$(printf '[round %s/%s, %4s conns] %-42s %9s req/s  p50 %sms  p99 %sms  non-2xx %s  errors %s' \
+    "$r" "$rounds" "$c" "$label" "$rps" "$p50" "$p99" "$non2xx" "$errs")"
+  if [ "$key" != anon ] && [ "$non2xx" != 0 ]; then say "WARNING: $key (round $r, $c connections) had $non2xx non-2xx answers"; fi
 }
-redis_calls() { redis-cli -p "$rport" info stats | awk -F: '/^total_commands_processed/{print $2}' | tr -d '\r'; }
-say "1. wrk: 2 threads, $conns connections, ${secs}s per scenario ($(nproc) cores shared with everything)"
-run_wrk up "upstream direct (nginx return 200)" "http://127.0.0.1:$up/"
-run_wrk base "nginx proxy_pass (baseline)" "http://127.0.0.1:$base/"
-run_wrk ours "this proxy, logged in (cookie)" "http://127.0.0.1:$ours/" "$cookie"
-before=$(redis_calls)
-run_wrk redis "this proxy, logged in (Redis)" "http://127.0.0.1:$ours_redis/" "$cookie_redis"
-after=$(redis_calls)
-python3 -c "import sys; r=float(sys.argv[1])*float(sys.argv[2]); print(f'{(int(sys.argv[4])-int(sys.argv[3]))/r:.3f}' if r else 0)" \
-  "$(awk -F'\t' '$1=="wrk.redis.rps"{print $2}' "$kv")" "$secs" "$before" "$after" > "$work/redis_cmds"
-put redis.cmds_per_req "$(cat "$work/redis_cmds")"
-run_wrk areq "nginx auth_request -> verify, -> upstream" "http://127.0.0.1:$areq/" "$cookie"
-run_wrk verify "/_auth/verify alone (auth-only proxy)" "http://127.0.0.1:$authp/_auth/verify" "$cookie" "X-Original-URI: /"
-run_wrk anon "this proxy, anonymous 401" "http://127.0.0.1:$ours/api" "Accept: application/json"
+redis_calls() {
+  timeout 10 redis-cli -p "$rport" info stats | awk -F: '/^total_commands_processed/{print $2}' | tr -d '\r'
+}
+nruns=$((7 * ${#conns_arr[@]} * rounds))
+say "1. wrk: connections ${conns_arr[*]}, $rounds round(s) interleaved, ${secs}s per run: $nruns runs, about $((nruns * (secs + 1) / 60 + 1)) min ($(nproc) cores shared with everything)"
+for ((r = 1; r <= rounds; r++)); do
+  for c in "${conns_arr[@]}"; do
+    run_wrk "$r" "$c" up "nginx return 200 (upstream nginx, direct)" "http://127.0.0.1:$up/"
+    run_wrk "$r" "$c" base "nginx proxy_pass (baseline)" "http://127.0.0.1:$base/"
+    run_wrk "$r" "$c" ours "this proxy, logged in (cookie)" "http://127.0.0.1:$ours/" "$cookie"
+    before=$(redis_calls) || die "redis-cli info failed"
+    run_wrk "$r" "$c" redis "this proxy, logged in (Redis)" "http://127.0.0.1:$ours_redis/" "$cookie_redis"
+    after=$(redis_calls) || die "redis-cli info failed"
+    put "wrk.$r.$c.redis.redis_cmds" "$((after - before))"
+    run_wrk "$r" "$c" areq "nginx auth_request -> verify, -> upstream" "http://127.0.0.1:$areq/" "$cookie"
+    run_wrk "$r" "$c" verify "/_auth/verify alone (auth-only proxy)" "http://127.0.0.1:$authp/_auth/verify" "$cookie" "X-Original-URI: /"
+    run_wrk "$r" "$c" anon "this proxy, anonymous 401" "http://127.0.0.1:$ours/api" "Accept: application/json"
+  done
+done
 put mem.ours_loaded.rss "$(rss_kib "$ours_pid")"; put mem.ours_loaded.hwm "$(hwm_kib "$ours_pid")"
 
 # ---- 2. instructions per request (callgrind) -------------------------------------------------
