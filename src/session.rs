@@ -5,6 +5,7 @@
 //! data). The key is derived once at start-up from `session.secret`; a tampered, truncated,
 //! expired or foreign-key cookie simply decodes to `None`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use cookie::{Cookie, Key, SameSite};
@@ -19,9 +20,10 @@ use crate::user::User;
 /// A logged-in user: who (the [`User`], embedded whole) and for how long.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    /// Who, as DingTalk described them at login (or at the last revalidation).
+    /// Who, as DingTalk described them at login (or at the last revalidation). Shared: a
+    /// session is copied on every request (from the opened-cookie cache), its user never.
     #[serde(rename = "usr")]
-    pub user: User,
+    pub user: Arc<User>,
     /// A random id (128 bits, base64url): the session's name in a server-side store and, as a
     /// short hash, in the audit trail. Empty for sessions made before ids existed.
     #[serde(rename = "sid", default)]
@@ -60,7 +62,7 @@ impl Session {
         serde_json::from_str(json).ok().or_else(|| {
             let flat: FlatSession = serde_json::from_str(json).ok()?;
             Some(Session {
-                user: flat.user,
+                user: Arc::new(flat.user),
                 id: flat.id,
                 issued_at: flat.issued_at,
                 expires_at: flat.expires_at,
@@ -75,7 +77,7 @@ impl Session {
         let id =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
         Session {
-            user,
+            user: Arc::new(user),
             id,
             issued_at: now,
             expires_at: now.saturating_add(ttl.as_secs()),
@@ -89,7 +91,7 @@ impl Session {
             user.unionid = self.user.unionid.clone();
         }
         Session {
-            user,
+            user: Arc::new(user),
             id: self.id.clone(),
             issued_at: self.issued_at,
             expires_at: self.expires_at,
@@ -243,7 +245,7 @@ impl OpenedCookies {
 /// Seals and opens the proxy's cookies. Built once at start-up; cheap to use per request.
 #[derive(Clone)]
 pub struct CookieCodec {
-    opened: std::sync::Arc<OpenedCookies>,
+    opened: Arc<OpenedCookies>,
     key: Key,
     name: String,
     state_name: String,
@@ -257,7 +259,7 @@ impl CookieCodec {
     /// Derives the cookie key from `session.secret`; a short secret is an error.
     pub fn new(config: &Config, clock: Clock) -> Result<CookieCodec, SecretTooShort> {
         Ok(CookieCodec {
-            opened: std::sync::Arc::default(),
+            opened: Arc::default(),
             key: derive_key(config.session.secret.expose())?,
             name: config.session.cookie_name.clone(),
             state_name: format!("{}_state", config.session.cookie_name),
@@ -625,7 +627,7 @@ mod tests {
         let mut newer = user();
         newer.mobile = Some("13900000000".into());
         let mut with_union = s.clone();
-        with_union.user.unionid = Some("u-1".into());
+        Arc::make_mut(&mut with_union.user).unionid = Some("u-1".into());
         let r = with_union.refreshed(newer, NOW + 600);
         assert_eq!(r.id, s.id);
         assert_eq!(r.issued_at, NOW);
@@ -702,7 +704,7 @@ mod tests {
         let s = c
             .session(&headers(&format!("dap_session={sealed}")))
             .expect("opens");
-        assert_eq!(s.user, user());
+        assert_eq!(*s.user, user());
         assert_eq!(
             (s.id.as_str(), s.issued_at, s.expires_at),
             ("abc", NOW, NOW + 60)
