@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::{Config, UserApi};
+use crate::config::{Config, TokenApi, UserApi};
 use crate::dingtalk::{DingTalk, DingTalkError, User};
 use crate::user::Field;
 
@@ -127,8 +127,8 @@ pub fn exit_code(checks: &[Check]) -> u8 {
 pub fn config_invalid(lines: &[String]) -> Vec<Check> {
     let mut check = Check::fail(
         "config is invalid",
-        "按下面每一行修改配置文件（或对应的 DAP_* 环境变量），再运行 dingtalk-auth-proxy check-config。",
-        "Fix each line below in the config file (or its DAP_* environment variable), then run dingtalk-auth-proxy check-config.",
+        "按上面每一行修改配置文件（或对应的 DAP_* 环境变量），再运行 dingtalk-auth-proxy check-config。",
+        "Fix each line above in the config file (or its DAP_* environment variable), then run dingtalk-auth-proxy check-config.",
     );
     check.details = lines.to_vec();
     vec![check]
@@ -184,7 +184,7 @@ pub async fn run(config: &Config, options: &Options) -> Vec<Check> {
             return checks;
         }
     };
-    let api = &config.dingtalk.api_base;
+    let api = token_host(config);
     // The IP DingTalk refused, if any call said so: one whitelist check, from every call.
     let mut refused_ip: Option<Option<IpAddr>> = None;
     match dingtalk.app_token().await {
@@ -253,7 +253,9 @@ fn corp_id_check(config: &Config) -> Check {
         )
     } else if !shaped {
         Check::fail(
-            format!("corp_id `{corp}` does not look like a DingTalk CorpId (ding + letters and digits)"),
+            format!(
+                "corp_id `{corp}` does not look like a DingTalk CorpId (ding + letters and digits)"
+            ),
             fix_zh,
             fix_en,
         )
@@ -288,6 +290,15 @@ fn public_url_check(config: &Config) -> Check {
         ))
 }
 
+/// The host the token call goes to (`api_base`, or `new_api_base` with `token_api = "v1"`).
+fn token_host(config: &Config) -> &str {
+    let url = match config.dingtalk.token_api {
+        TokenApi::Gettoken => &config.dingtalk.api_base,
+        TokenApi::V1 => &config.dingtalk.new_api_base,
+    };
+    url.as_str().trim_end_matches('/')
+}
+
 /// The token call failed for a reason other than the IP whitelist.
 fn credentials_failed(config: &Config, e: &DingTalkError) -> Check {
     let said = e
@@ -305,7 +316,7 @@ fn credentials_failed(config: &Config, e: &DingTalkError) -> Check {
             ),
         ),
         DingTalkError::Timeout | DingTalkError::Network(_) => Check::fail(
-            format!("cannot reach DingTalk at {}: {e}", config.dingtalk.api_base),
+            format!("cannot reach DingTalk at {}: {e}", token_host(config)),
             "检查本机能否访问该地址（DNS、防火墙、出站代理），以及 dingtalk.api_base / dingtalk.timeout。",
             "Check that this machine can reach that address (DNS, firewall, outgoing proxy), and dingtalk.api_base / dingtalk.timeout.",
         ),
@@ -319,7 +330,8 @@ fn credentials_failed(config: &Config, e: &DingTalkError) -> Check {
 
 /// 60020: the fix names the IP DingTalk saw, when its message said it.
 fn whitelist_failed(ip: Option<IpAddr>) -> Check {
-    let page = "开发者后台 → 应用开发 → 企业内部应用 → 你的应用 → 开发配置 → 安全设置 → 服务器出口IP";
+    let page =
+        "开发者后台 → 应用开发 → 企业内部应用 → 你的应用 → 开发配置 → 安全设置 → 服务器出口IP";
     match ip {
         Some(ip) => Check::fail(
             format!("server IP {ip} is not in the app's IP whitelist (DingTalk errcode 60020)"),
@@ -406,7 +418,12 @@ async fn user_api_checks(
     };
     let name = user.name.as_deref().unwrap_or("");
     checks.push(Check::pass(format!(
-        "user details ({details_api}) answer for {userid} {name}"
+        "user details ({details_api}) answered for {userid}{}",
+        if name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({name})")
+        }
     )));
     match &user.unionid {
         None => checks.push(Check::fail(
@@ -546,14 +563,21 @@ mod tests {
     /// Exit code 1 only for a failure; warnings and skips pass.
     #[test]
     fn exit_codes_and_marks() {
-        let ok = vec![Check::pass("a"), Check::warn("b", "z", "e"), Check::skip("c")];
+        let ok = vec![
+            Check::pass("a"),
+            Check::warn("b", "z", "e"),
+            Check::skip("c"),
+        ];
         assert_eq!(exit_code(&ok), 0);
         let text = render(&ok);
         assert!(text.starts_with("✓ a\n! b\n"), "{text}");
         let bad = vec![Check::pass("a"), Check::fail("b", "修", "fix it")];
         assert_eq!(exit_code(&bad), 1);
         let text = render(&bad);
-        assert!(text.contains("✗ b\n    修复：修\n    fix: fix it\n"), "{text}");
+        assert!(
+            text.contains("✗ b\n    修复：修\n    fix: fix it\n"),
+            "{text}"
+        );
         assert_eq!(mask("13800000001"), "138****0001");
     }
 }
