@@ -182,7 +182,9 @@ fn check_public_url(v: &str) -> Result<Url, InitError> {
     let url = Url::parse(v).map_err(|_| {
         invalid(
             "public URL",
-            format!("`{v}` is not a URL; give the address users open, e.g. https://app.example.com"),
+            format!(
+                "`{v}` is not a URL; give the address users open, e.g. https://app.example.com"
+            ),
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
@@ -335,7 +337,9 @@ pub fn write(path: &Path, text: &str, force: bool) -> Result<(), InitError> {
     if !force {
         return match create_private(path) {
             Ok(mut file) => {
-                let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
+                let written = file
+                    .write_all(text.as_bytes())
+                    .and_then(|()| file.sync_all());
                 if let Err(e) = written {
                     let _ = std::fs::remove_file(path);
                     return Err(io(e));

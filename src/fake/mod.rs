@@ -437,8 +437,9 @@ impl FakeHandle {
     }
     /// Changes a user's unionid (`None`: DingTalk's answers omit it).
     pub fn set_user_unionid(&self, userid: &str, unionid: Option<&str>) {
-        self.state
-            .update_user(userid, |u| u.unionid = unionid.unwrap_or_default().to_string());
+        self.state.update_user(userid, |u| {
+            u.unionid = unionid.unwrap_or_default().to_string()
+        });
     }
     /// Takes `permission` away from the app (as in the developer console).
     pub fn deny_permission(&self, permission: Permission) {
