@@ -211,9 +211,13 @@ pub async fn run(config: &Config, options: &Options) -> Vec<Check> {
         }
     }
     let mut user_checks = Vec::new();
-    if refused_ip.is_none() {
-        if let Some(userid) = &options.userid {
+    if let Some(userid) = &options.userid {
+        if refused_ip.is_none() {
             user_checks = user_api_checks(config, &dingtalk, userid, &mut refused_ip).await;
+        } else {
+            user_checks.push(Check::skip(
+                "user APIs not checked: DingTalk refuses this server's IP",
+            ));
         }
     }
     checks.push(match refused_ip {

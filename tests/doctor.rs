@@ -160,6 +160,7 @@ async fn ip_not_whitelisted() {
     assert!(block.contains("server IP 127.0.0.1"), "{block}");
     assert!(block.contains("服务器出口IP"), "{block}");
     assert!(block.contains("add 127.0.0.1"), "{block}");
+    assert!(text.contains("- user APIs not checked"), "{text}");
 
     // Once 127.0.0.1 is on the whitelist, every check passes.
     fake.set_ip_whitelist(Some(vec![other, "127.0.0.1".parse().unwrap()]));
