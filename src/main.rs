@@ -187,7 +187,6 @@ fn init(args: InitArgs, config_file: Option<PathBuf>) -> ExitCode {
     }
     prompter.say(&init::written_message(&output));
     if !args.non_interactive && prompter.confirm("Run doctor now? [Y/n] ", true) {
-        drop(prompter);
         return doctor(Some(&output), None);
     }
     ExitCode::SUCCESS
