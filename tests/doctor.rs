@@ -161,6 +161,11 @@ async fn ip_not_whitelisted() {
     assert!(block.contains("服务器出口IP"), "{block}");
     assert!(block.contains("add 127.0.0.1"), "{block}");
     assert!(text.contains("- user APIs not checked"), "{text}");
+    // The new token API says it its own way (HTTP 403 `IpNotInWhiteList`): the same ✗.
+    let (code, text) = doctor(&fake, &[], &[("DAP_DINGTALK__TOKEN_API", "v1")]).await;
+    assert_eq!(code, 1, "{text}");
+    let block = failed_block(&text, "not in the app's IP whitelist").join("\n");
+    assert!(block.contains("add 127.0.0.1"), "{block}");
 
     // Once 127.0.0.1 is on the whitelist, every check passes.
     fake.set_ip_whitelist(Some(vec![other, "127.0.0.1".parse().unwrap()]));
