@@ -281,6 +281,79 @@ async fn bad_config_and_file_with_env() {
     assert_eq!(code, 0, "{text}");
 }
 
+/// Kills the child when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The README's way to see a console mistake by hand: the `fake_dingtalk` example run with
+/// `--deny mobile --ip-whitelist 10.0.0.1`, its printed exports given to `doctor`: the IP
+/// whitelist ✗; with 127.0.0.1 whitelisted instead, the missing mobile.
+#[test]
+fn fake_example_plays_console_mistakes() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let example = target.join("debug/examples/fake_dingtalk");
+    assert!(
+        example.exists(),
+        "{} is missing: run `cargo build --examples` first (.ci/run does)",
+        example.display()
+    );
+    for (whitelist, expect) in [
+        (
+            "10.0.0.1",
+            "✗ server IP 127.0.0.1 is not in the app's IP whitelist",
+        ),
+        ("127.0.0.1", "✗ DingTalk returned no mobile for zhangsan"),
+    ] {
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let _fake = Killed(
+            std::process::Command::new(&example)
+                .args(["--deny", "mobile", "--ip-whitelist", whitelist])
+                .stdout(out.reopen().unwrap())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("fake_dingtalk starts"),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let text = loop {
+            let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+            if text.contains("export DAP_UPSTREAM=") {
+                break text;
+            }
+            assert!(std::time::Instant::now() < deadline, "no exports: {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            text.contains("denied:      the API permission fieldMobile"),
+            "{text}"
+        );
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.env_clear()
+            .args(["doctor", "--userid", "zhangsan"])
+            .env("DAP_SESSION__SECRET", SESSION_SECRET)
+            .env("DAP_PUBLIC_URL", "https://app.example.com");
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("export DAP_DINGTALK__"))
+        {
+            let (key, value) = line["export ".len()..].split_once('=').expect("KEY=value");
+            cmd.env(key, value);
+        }
+        let done = cmd.output().expect("doctor runs");
+        let shown = String::from_utf8_lossy(&done.stdout);
+        assert_eq!(done.status.code(), Some(1), "{shown}");
+        assert!(shown.contains(expect), "{shown}");
+        assert!(!shown.contains("fake-app-secret-0123456789"), "{shown}");
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
