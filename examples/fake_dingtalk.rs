@@ -2,20 +2,42 @@
 //! Its first line is `fake dingtalk listening on http://127.0.0.1:PORT`; then its app key,
 //! secret, corp id and users, and the `export DAP_…=…` lines that point your own proxy at it
 //! (the same as on its index page, `GET /`). Serves until killed.
+//!
+//! To see what `dingtalk-auth-proxy doctor` says about a console mistake, play one:
+//! `--deny member-read|contact-user-read|mobile` (an API permission not granted; repeatable)
+//! and `--ip-whitelist IP` (the app's server IP whitelist; repeatable; 127.0.0.1 not in it =
+//! errcode 60020).
 
 use std::io::Write;
 
+use dingtalk_auth_proxy::fake::{FakeDingTalk, Permission};
+
 #[tokio::main]
 async fn main() {
+    let usage = || -> ! {
+        eprintln!(
+            "usage: fake_dingtalk [--port N] [--deny member-read|contact-user-read|mobile]... [--ip-whitelist IP]..."
+        );
+        std::process::exit(2);
+    };
     let mut port: u16 = 0;
+    let mut denied = Vec::new();
+    let mut whitelist: Option<Vec<std::net::IpAddr>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next().map(|p| p.parse::<u16>())) {
-            ("--port", Some(Ok(p))) => port = p,
-            _ => {
-                eprintln!("usage: fake_dingtalk [--port N]");
-                std::process::exit(2);
-            }
+        let Some(value) = args.next() else { usage() };
+        match arg.as_str() {
+            "--port" => port = value.parse().unwrap_or_else(|_| usage()),
+            "--deny" => denied.push(match value.as_str() {
+                "member-read" => Permission::MemberRead,
+                "contact-user-read" => Permission::ContactUserRead,
+                "mobile" => Permission::Mobile,
+                _ => usage(),
+            }),
+            "--ip-whitelist" => whitelist
+                .get_or_insert_with(Vec::new)
+                .push(value.parse().unwrap_or_else(|_| usage())),
+            _ => usage(),
         }
     }
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
@@ -25,9 +47,14 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let fake = dingtalk_auth_proxy::fake::FakeDingTalk::new()
-        .serve(listener)
-        .await;
+    let mut fake = FakeDingTalk::new();
+    for p in &denied {
+        fake = fake.deny(*p);
+    }
+    if let Some(ips) = &whitelist {
+        fake = fake.ip_whitelist(ips);
+    }
+    let fake = fake.serve(listener).await;
     let base = fake.base_url();
     println!("fake dingtalk listening on {base}");
     println!(
@@ -39,6 +66,19 @@ async fn main() {
     println!("corp id:     {}", fake.corp_id());
     println!("users:       zhangsan (the in-app JSAPI user), lisi, nomobile (no mobile), inactive (cannot log in)");
     println!("mint a code: {base}/_fake/mint?userid=zhangsan");
+    for p in &denied {
+        println!(
+            "denied:      the API permission {} (as if not granted in the console)",
+            p.code()
+        );
+    }
+    if let Some(ips) = &whitelist {
+        let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        println!(
+            "whitelist:   only {} may call (others get 60020)",
+            ips.join(", ")
+        );
+    }
     println!();
     println!("# Point your own dingtalk-auth-proxy at it:");
     for (key, value) in [

@@ -9,6 +9,9 @@
 //! - [`store`]: the session-store seam: load, save, end, revoke, login-state replay memory.
 //! - [`clock`]: the injectable wall clock every expiry is judged by.
 //! - [`admin`]: the operator's `sessions list|revoke` commands.
+//! - [`doctor`]: the operator's `doctor` checklist: the DingTalk app's settings, checked
+//!   against DingTalk, each failure with its fix.
+//! - [`init`]: the operator's `init`: a first commented config file (mode 0600, new secret).
 //! - [`audit`]: the login audit trail (`[audit] file`), written off the request path.
 //! - [`request_id`]: `X-Request-Id`, kept or made, on every log line of the request.
 //! - [`login`]: our endpoints under `auth_prefix`: login, callback, verify, userinfo, logout.
@@ -41,10 +44,12 @@ pub mod conn;
 #[cfg(feature = "fake")]
 pub mod demo;
 pub mod dingtalk;
+pub mod doctor;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod forwarded;
 pub mod identity;
+pub mod init;
 pub mod login;
 pub mod metrics;
 pub mod pages;

@@ -1,4 +1,6 @@
-//! The `dingtalk-auth-proxy` binary: `run` (the default) and `check-config`.
+//! The `dingtalk-auth-proxy` binary: `run` (the default), `check-config`, `sessions`,
+//! `doctor` and `init`. Thin: parses the arguments, calls into the library, maps the outcome
+//! to an exit code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,43 @@ enum Command {
         #[command(subcommand)]
         action: SessionsAction,
     },
+    /// Check the DingTalk app's settings against DingTalk: a ✓/✗ checklist with the fix for
+    /// each ✗; exit 0 when all pass, 1 when one fails, 2 for a bad config.
+    Doctor {
+        /// Also check every user API the logins need, for this userid of your organisation.
+        #[arg(long)]
+        userid: Option<String>,
+    },
+    /// Write a first config file: commented, mode 0600, with a new session secret.
+    Init(InitArgs),
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// Take the answers from the flags below instead of asking.
+    #[arg(long)]
+    non_interactive: bool,
+    /// The app's Client ID (AppKey).
+    #[arg(long)]
+    app_key: Option<String>,
+    /// The app's Client Secret (AppSecret).
+    #[arg(long)]
+    app_secret: Option<String>,
+    /// The organisation's CorpId (ding…).
+    #[arg(long)]
+    corp_id: Option<String>,
+    /// The origin users open, e.g. https://app.example.com.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// The app behind the proxy, e.g. http://127.0.0.1:3000 (unset: auth-only mode).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// The file to write (default: --config, else dingtalk-auth-proxy.toml).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -48,25 +87,109 @@ enum SessionsAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
+    let config_file = cli.config;
+    let load = || {
+        Config::load(config_file.as_deref()).map_err(|e| {
             // One line per problem, every problem of this run, key first.
             for line in e.lines() {
                 eprintln!("dingtalk-auth-proxy: invalid config: {line}");
             }
+            ExitCode::from(2)
+        })
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => match load() {
+            Ok(config) => {
+                print!("{}", config.redacted_toml());
+                println!("# config ok");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run => load().map_or_else(|code| code, run),
+        Command::Sessions { action } => match load() {
+            Ok(config) => sessions(config, action),
+            Err(code) => code,
+        },
+        Command::Doctor { userid } => doctor(config_file.as_deref(), userid),
+        Command::Init(args) => init(args, config_file),
+    }
+}
+
+/// `doctor`: the checklist on stdout; exit 0 all passed, 1 a check failed, 2 a bad config.
+fn doctor(config_file: Option<&std::path::Path>, userid: Option<String>) -> ExitCode {
+    use dingtalk_auth_proxy::doctor;
+    let config = match Config::load(config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            print!("{}", doctor::render(&doctor::config_invalid(&e.lines())));
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => {
-            print!("{}", config.redacted_toml());
-            println!("# config ok");
-            ExitCode::SUCCESS
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dingtalk-auth-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
         }
-        Command::Run => run(config),
-        Command::Sessions { action } => sessions(config, action),
+    };
+    let checks = runtime.block_on(doctor::run(&config, &doctor::Options { userid }));
+    print!("{}", doctor::render(&checks));
+    ExitCode::from(doctor::exit_code(&checks))
+}
+
+/// `init`: asks (or takes the flags), writes the file, then suggests (or offers) `doctor`.
+fn init(args: InitArgs, config_file: Option<PathBuf>) -> ExitCode {
+    use dingtalk_auth_proxy::init::{self, InitError, Prompter};
+    use std::io::IsTerminal;
+    let fail = |e: InitError| {
+        eprintln!("dingtalk-auth-proxy init: {e}");
+        ExitCode::from(e.exit_code())
+    };
+    let output = match args.output.or(config_file) {
+        Some(o) => o,
+        None if args.non_interactive => {
+            return fail(InitError::Invalid {
+                key: "--output",
+                message: "is required with --non-interactive: the file to write".into(),
+            })
+        }
+        None => PathBuf::from("dingtalk-auth-proxy.toml"),
+    };
+    // Refused before any question is asked (`write` refuses again, atomically).
+    if !args.force && output.exists() {
+        return fail(InitError::Exists(output.display().to_string()));
     }
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let mut input = stdin.lock();
+    let mut out = std::io::stdout();
+    let mut prompter = Prompter::new(&mut input, &mut out, terminal);
+    let answers = if args.non_interactive {
+        init::Answers::from_flags(
+            args.app_key.as_deref(),
+            args.app_secret.as_deref(),
+            args.corp_id.as_deref(),
+            args.public_url.as_deref(),
+            args.upstream.as_deref(),
+        )
+    } else {
+        init::prompt_answers(&mut prompter)
+    };
+    let written = answers
+        .and_then(|a| init::render(&a, &init::generate_secret()))
+        .and_then(|text| init::write(&output, &text, args.force));
+    if let Err(e) = written {
+        return fail(e);
+    }
+    prompter.say(&init::written_message(&output));
+    if !args.non_interactive && prompter.confirm("Run doctor now? [Y/n] ", true) {
+        return doctor(Some(&output), None);
+    }
+    ExitCode::SUCCESS
 }
 
 /// `sessions list` / `sessions revoke`: straight to the store the config names.

@@ -289,3 +289,114 @@ async fn jsapi_script() {
     assert!(js.contains("var CODE = null"));
     assert_eq!(fake.calls("/dingtalk.open.js"), 2);
 }
+
+/// The app's console settings, on the wire: a denied 成员信息读权限 is 60011 naming
+/// `qyapi_get_member` on the `/topapi` user APIs; without the 手机号 permission `mobile` is
+/// omitted; a user without a unionid has none in the answer and is not found by it; a
+/// whitelist without the caller is 60020 naming the IP the fake saw, on gettoken and the
+/// user APIs alike (new API: 403 `Forbidden.AccessDenied.IpNotInWhiteList`); 通讯录个人信息读权限
+/// denied is 403 `AccessTokenPermissionDenied` on `/v1.0/contact/users/me`.
+#[tokio::test]
+async fn console_settings() {
+    use dingtalk_auth_proxy::fake::Permission;
+    let fake = FakeDingTalk::new()
+        .deny(Permission::MemberRead)
+        .start()
+        .await
+        .unwrap();
+    let token = gettoken(&fake, &fake.app_secret()).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = json!({"userid": "zhangsan"});
+    let v = topapi(&fake, "/topapi/v2/user/get", &token, user.clone()).await;
+    assert_eq!(v["errcode"], 60011, "{v}");
+    assert!(
+        v["errmsg"].as_str().unwrap().contains("[qyapi_get_member]"),
+        "{v}"
+    );
+    let v = topapi(
+        &fake,
+        "/topapi/user/getbyunionid",
+        &token,
+        json!({"unionid": "x"}),
+    )
+    .await;
+    assert_eq!(v["errcode"], 60011, "{v}");
+
+    fake.grant_permission(Permission::MemberRead);
+    fake.deny_permission(Permission::Mobile);
+    let v = topapi(&fake, "/topapi/v2/user/get", &token, user.clone()).await;
+    assert_eq!(v["errcode"], 0, "{v}");
+    assert!(v["result"].get("mobile").is_none(), "{v}");
+    fake.grant_permission(Permission::Mobile);
+    let v = topapi(&fake, "/topapi/v2/user/get", &token, user.clone()).await;
+    assert_eq!(v["result"]["mobile"], "13800000001", "{v}");
+
+    let unionid = v["result"]["unionid"].as_str().unwrap().to_string();
+    fake.set_user_unionid("zhangsan", None);
+    let v = topapi(&fake, "/topapi/v2/user/get", &token, user.clone()).await;
+    assert!(v["result"].get("unionid").is_none(), "{v}");
+    let v = topapi(
+        &fake,
+        "/topapi/user/getbyunionid",
+        &token,
+        json!({"unionid": unionid}),
+    )
+    .await;
+    assert_eq!(v["errcode"], 60121, "{v}");
+
+    fake.set_ip_whitelist(Some(vec!["203.0.113.7".parse().unwrap()]));
+    let v = gettoken(&fake, &fake.app_secret()).await;
+    assert_eq!(v["errcode"], 60020, "{v}");
+    assert!(
+        v["errmsg"]
+            .as_str()
+            .unwrap()
+            .contains("request ip=127.0.0.1"),
+        "{v}"
+    );
+    let v = topapi(&fake, "/topapi/v2/user/get", &token, user).await;
+    assert_eq!(v["errcode"], 60020, "{v}");
+    let r = http()
+        .post(format!("{}/v1.0/oauth2/accessToken", fake.base_url()))
+        .json(&json!({"appKey": fake.app_key(), "appSecret": fake.app_secret()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "Forbidden.AccessDenied.IpNotInWhiteList", "{v}");
+    fake.set_ip_whitelist(None);
+
+    // Browser login: the user's token, then users/me without 通讯录个人信息读权限.
+    fake.deny_permission(Permission::ContactUserRead);
+    let code = fake.mint_code("lisi").unwrap();
+    let tok: Value = http()
+        .post(format!("{}/v1.0/oauth2/userAccessToken", fake.base_url()))
+        .json(
+            &json!({"clientId": fake.app_key(), "clientSecret": fake.app_secret(),
+                      "code": code, "grantType": "authorization_code"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http()
+        .get(format!("{}/v1.0/contact/users/me", fake.base_url()))
+        .header(
+            "x-acs-dingtalk-access-token",
+            tok["accessToken"].as_str().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["code"], "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+        "{v}"
+    );
+}

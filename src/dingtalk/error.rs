@@ -94,6 +94,21 @@ impl DingTalkError {
         }
     }
 
+    /// DingTalk's own words for the error (`errmsg`, or the new API's `message`), when the
+    /// answer carried them: what `doctor` shows and searches for the IP or permission named.
+    pub fn dingtalk_message(&self) -> Option<&str> {
+        match self {
+            DingTalkError::BadCredentials { errmsg }
+            | DingTalkError::MissingPermission { errmsg }
+            | DingTalkError::IpNotWhitelisted { errmsg }
+            | DingTalkError::Api { errmsg, .. } => Some(errmsg),
+            DingTalkError::NewApi { message, .. } => Some(message),
+            _ => None,
+        }
+        .filter(|m| !m.is_empty())
+        .map(String::as_str)
+    }
+
     /// The HTTP status the proxy answers with when a login fails with this error.
     pub fn status(&self) -> u16 {
         match self {

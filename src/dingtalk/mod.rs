@@ -166,6 +166,17 @@ impl DingTalk {
             .await?;
         let unionid = str_field(&me, "unionId")
             .ok_or_else(|| DingTalkError::BadResponse("users/me answer has no unionId".into()))?;
+        let userid = self.userid_by_unionid(&unionid).await?;
+        let mut user = self.user_details(&userid).await?;
+        if user.unionid.is_none() {
+            user.unionid = Some(unionid);
+        }
+        Ok(user)
+    }
+
+    /// The userid of the organisation member with this unionid (`topapi/user/getbyunionid`);
+    /// an external contact or someone outside the organisation is [`DingTalkError::NotInCorp`].
+    pub async fn userid_by_unionid(&self, unionid: &str) -> Result<String, DingTalkError> {
         let body = json!({ "unionid": unionid });
         let v = self
             .oapi("/topapi/user/getbyunionid", Call::Post(&body))
@@ -174,12 +185,7 @@ impl DingTalk {
         if result.get("contact_type").and_then(Value::as_i64) == Some(1) {
             return Err(DingTalkError::NotInCorp);
         }
-        let userid = str_field(&result, "userid").ok_or(DingTalkError::NotInCorp)?;
-        let mut user = self.user_details(&userid).await?;
-        if user.unionid.is_none() {
-            user.unionid = Some(unionid);
-        }
-        Ok(user)
+        str_field(&result, "userid").ok_or(DingTalkError::NotInCorp)
     }
 
     /// The user's details by userid (`user/get`, legacy or v2).

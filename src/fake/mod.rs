@@ -3,13 +3,19 @@
 //! page, tokens that really expire, single-use auth codes that expire after 5 minutes, a user directory, per-path call counters, injectable failures,
 //! and a stand-in for the `dingtalk.open.js` JSAPI.
 //!
+//! It also plays the app's settings in DingTalk's developer console, so `doctor` can be tested
+//! against every mistake an operator makes there: API permissions that were not granted
+//! ([`Permission`], errcode 60011 / `Forbidden.AccessDenied.AccessTokenPermissionDenied`, or a
+//! missing `mobile`), a server IP whitelist that does not list the caller (60020, naming the IP
+//! it saw), a wrong app secret (40096), and users whose answers lack `mobile` or `unionid`.
+//!
 //! Start one with [`FakeDingTalk::new`]`().start().await`; drive it through [`FakeHandle`].
 
 mod pages;
 mod routes;
 mod state;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,7 +35,7 @@ use state::State;
 pub struct FakeUser {
     /// userid within the corp.
     pub userid: String,
-    /// unionid.
+    /// unionid; `""` = DingTalk's answers omit it (the browser login cannot map the user).
     pub unionid: String,
     /// Display name.
     pub name: String,
@@ -63,6 +69,32 @@ impl FakeUser {
             dept_ids: vec![1],
             active: true,
             avatar: None,
+        }
+    }
+}
+
+/// An API permission of the app (开发者后台 → 开发配置 → 权限管理), as the fake enforces it.
+/// All are granted unless denied with [`FakeDingTalk::deny`] / [`FakeHandle::deny_permission`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// 成员信息读权限 (`qyapi_get_member`): `user/get`, `topapi/v2/user/get` and
+    /// `topapi/user/getbyunionid` answer 60011 without it.
+    MemberRead,
+    /// 通讯录个人信息读权限 (`Contact.User.Read`): `GET /v1.0/contact/users/me` answers 403
+    /// `Forbidden.AccessDenied.AccessTokenPermissionDenied` without it.
+    ContactUserRead,
+    /// The 手机号 permissions (企业员工手机号信息 `fieldMobile`, 个人手机号信息
+    /// `Contact.User.mobile`): without them the user answers simply omit `mobile`.
+    Mobile,
+}
+
+impl Permission {
+    /// DingTalk's code for the permission, as its 60011 message names it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Permission::MemberRead => "qyapi_get_member",
+            Permission::ContactUserRead => "Contact.User.Read",
+            Permission::Mobile => "fieldMobile",
         }
     }
 }
@@ -115,6 +147,10 @@ impl ResetOnClose {
         self.0.store(true, Ordering::SeqCst);
     }
 }
+
+/// The address a request came from: what DingTalk checks its IP whitelist against.
+#[derive(Clone, Copy)]
+pub(crate) struct Peer(pub(crate) IpAddr);
 
 /// An accepted connection that sends a RST when dropped if its [`ResetOnClose`] was armed.
 struct Conn {
@@ -178,6 +214,8 @@ pub struct FakeDingTalk {
     token_ttl: Duration,
     code_ttl: Duration,
     users: Vec<FakeUser>,
+    denied: Vec<Permission>,
+    ip_whitelist: Option<Vec<IpAddr>>,
 }
 
 impl Default for FakeDingTalk {
@@ -211,7 +249,23 @@ impl FakeDingTalk {
             token_ttl: Duration::from_secs(7200),
             code_ttl: Duration::from_secs(300),
             users: vec![zhangsan, lisi, inactive, nomobile],
+            denied: Vec::new(),
+            ip_whitelist: None,
         }
+    }
+
+    /// The app has not been granted `permission` (every permission is granted by default).
+    pub fn deny(mut self, permission: Permission) -> Self {
+        self.denied.push(permission);
+        self
+    }
+
+    /// The app's server IP whitelist (安全设置 → 服务器出口IP): token and oapi calls from any
+    /// other address answer 60020 (new API: 403 `Forbidden.AccessDenied.IpNotInWhiteList`)
+    /// naming the address the fake saw. Unset (the default) = no whitelist.
+    pub fn ip_whitelist(mut self, ips: &[IpAddr]) -> Self {
+        self.ip_whitelist = Some(ips.to_vec());
+        self
     }
 
     /// Sets the app key and secret.
@@ -266,10 +320,14 @@ impl FakeDingTalk {
             self.code_ttl,
             self.users,
         ));
+        for p in self.denied {
+            state.set_permission(p, false);
+        }
+        state.set_ip_whitelist(self.ip_whitelist);
         let serving = state.clone();
         tokio::spawn(async move {
             loop {
-                let (stream, _) = crate::conn::accept(&listener).await;
+                let (stream, peer) = crate::conn::accept(&listener).await;
                 let state = serving.clone();
                 let reset = ResetOnClose::default();
                 let conn = Conn {
@@ -280,6 +338,7 @@ impl FakeDingTalk {
                     let service = service_fn(move |mut req: http::Request<_>| {
                         let state = state.clone();
                         req.extensions_mut().insert(reset.clone());
+                        req.extensions_mut().insert(Peer(peer.ip()));
                         async move {
                             Ok::<_, std::convert::Infallible>(routes::handle(&state, req).await)
                         }
@@ -375,5 +434,23 @@ impl FakeHandle {
     pub fn set_user_mobile(&self, userid: &str, mobile: Option<&str>) {
         self.state
             .update_user(userid, |u| u.mobile = mobile.map(str::to_string));
+    }
+    /// Changes a user's unionid (`None`: DingTalk's answers omit it).
+    pub fn set_user_unionid(&self, userid: &str, unionid: Option<&str>) {
+        self.state.update_user(userid, |u| {
+            u.unionid = unionid.unwrap_or_default().to_string()
+        });
+    }
+    /// Takes `permission` away from the app (as in the developer console).
+    pub fn deny_permission(&self, permission: Permission) {
+        self.state.set_permission(permission, false);
+    }
+    /// Grants `permission` to the app again.
+    pub fn grant_permission(&self, permission: Permission) {
+        self.state.set_permission(permission, true);
+    }
+    /// Sets the app's server IP whitelist (`None`: no whitelist, every caller is accepted).
+    pub fn set_ip_whitelist(&self, ips: Option<Vec<IpAddr>>) {
+        self.state.set_ip_whitelist(ips);
     }
 }

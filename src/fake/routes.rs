@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::pages;
 use super::state::{random, Owner, State, TokenProblem};
-use super::{Failure, FakeUser, ResetOnClose};
+use super::{Failure, FakeUser, Peer, Permission, ResetOnClose};
 use crate::response::{self, Body, BoxError};
 
 /// Request parameters from the query string, a JSON body or a form body, merged.
@@ -49,6 +49,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
         .to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     let reset = req.extensions().get::<ResetOnClose>().cloned();
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
     let (in_query, in_body) = match read_params(req).await {
         Some(p) => p,
         None => return oapi(json!({"errcode": 400002, "errmsg": "无效的参数"})),
@@ -67,6 +68,24 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
             Failure::Truncated => cut = Some(Cut::Close),
             Failure::Reset => cut = Some(Cut::Reset),
             other => return injected(&path, other),
+        }
+    }
+
+    // The app's server IP whitelist guards every call made with the app's credentials.
+    if let Some(ip) = peer.filter(|ip| !state.ip_allowed(*ip)) {
+        if path == "/gettoken" || is_oapi(&path) {
+            let mut v = json!({"errcode": 60020, "errmsg": ip_message(ip, &state.app_key)});
+            if path.starts_with("/topapi/") {
+                v["request_id"] = json!(request_id());
+            }
+            return oapi(v);
+        }
+        if path == "/v1.0/oauth2/accessToken" {
+            return new_api_error(
+                403,
+                "Forbidden.AccessDenied.IpNotInWhiteList",
+                &ip_message(ip, &state.app_key),
+            );
         }
     }
 
@@ -91,7 +110,10 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
             let topapi = p.starts_with("/topapi/");
             let token = params.str("access_token").unwrap_or_default();
             match state.check_token(&token) {
-                Ok(Owner::App) => oapi_call(state, &method, p, &params),
+                Ok(Owner::App) => match needed_permission(p).filter(|n| !state.has(*n)) {
+                    Some(missing) => permission_denied(state, topapi, missing),
+                    None => oapi_call(state, &method, p, &params),
+                },
                 Ok(Owner::User(_)) | Err(TokenProblem::Unknown) => {
                     token_error(topapi, 40014, "不合法的access_token")
                 }
@@ -373,17 +395,29 @@ fn users_me(state: &State, who: &str, token: Option<&str>) -> Response<Body> {
     if who != "me" {
         return new_api_error(403, "Forbidden.AccessDenied", "只能查询当前用户");
     }
+    if !state.has(Permission::ContactUserRead) {
+        return new_api_error(
+            403,
+            "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+            &format!(
+                "没有调用该接口的权限，接口权限申请参考：https://open.dingtalk.com/document/orgapp/add-api-permission [{}]",
+                Permission::ContactUserRead.code()
+            ),
+        );
+    }
     let Some(u) = state.user(&userid) else {
         return new_api_error(404, "invalidParameter.user.notFound", "用户不存在");
     };
     let mut v = json!({
         "nick": u.name,
-        "unionId": u.unionid,
         "openId": format!("open-{}", u.userid),
         "stateCode": "86",
         "avatarUrl": u.avatar.clone().unwrap_or_default(),
     });
-    if let Some(m) = &u.mobile {
+    if !u.unionid.is_empty() {
+        v["unionId"] = json!(u.unionid);
+    }
+    if let Some(m) = u.mobile.as_ref().filter(|_| state.has(Permission::Mobile)) {
         v["mobile"] = json!(m);
     }
     if let Some(e) = &u.email {
@@ -444,7 +478,7 @@ fn oapi_call(state: &State, method: &Method, path: &str, p: &Params) -> Response
                 return oapi(json!({"errcode": 40035, "errmsg": "缺少参数 userid"}));
             };
             match state.user(&userid) {
-                Some(u) => oapi(legacy_user(&u)),
+                Some(u) => oapi(legacy_user(&shown(state, u))),
                 None => oapi(json!({"errcode": 60121, "errmsg": "找不到该用户"})),
             }
         }
@@ -457,12 +491,15 @@ fn oapi_call(state: &State, method: &Method, path: &str, p: &Params) -> Response
             let Some(u) = state.user(&userid) else {
                 return oapi(json!({"errcode": 60121, "errmsg": "找不到该用户"}));
             };
+            let mut result = json!({
+                "userid": u.userid, "associated_unionid": "",
+                "device_id": "12drtfxxxxx", "name": u.name, "sys": false, "sys_level": 0,
+            });
+            if !u.unionid.is_empty() {
+                result["unionid"] = json!(u.unionid);
+            }
             oapi(json!({
-                "errcode": 0, "errmsg": "ok", "request_id": request_id(),
-                "result": {
-                    "userid": u.userid, "unionid": u.unionid, "associated_unionid": "",
-                    "device_id": "12drtfxxxxx", "name": u.name, "sys": false, "sys_level": 0,
-                },
+                "errcode": 0, "errmsg": "ok", "request_id": request_id(), "result": result,
             }))
         }
         (&Method::POST, "/topapi/v2/user/get") => {
@@ -474,7 +511,7 @@ fn oapi_call(state: &State, method: &Method, path: &str, p: &Params) -> Response
             match state.user(&userid) {
                 Some(u) => oapi(json!({
                     "errcode": 0, "errmsg": "ok", "request_id": request_id(),
-                    "result": v2_user(&u),
+                    "result": v2_user(&shown(state, u)),
                 })),
                 None => oapi(
                     json!({"errcode": 60121, "errmsg": "找不到该用户", "request_id": request_id()}),
@@ -501,13 +538,56 @@ fn oapi_call(state: &State, method: &Method, path: &str, p: &Params) -> Response
     }
 }
 
+/// The API permission an oapi path needs beyond a valid app token.
+fn needed_permission(path: &str) -> Option<Permission> {
+    match path {
+        "/user/get" | "/topapi/v2/user/get" | "/topapi/user/getbyunionid" => {
+            Some(Permission::MemberRead)
+        }
+        _ => None,
+    }
+}
+
+/// 60011, worded as DingTalk does: the missing permission's code and where to apply for it.
+fn permission_denied(state: &State, topapi: bool, missing: Permission) -> Response<Body> {
+    let code = missing.code();
+    let mut v = json!({
+        "errcode": 60011,
+        "errmsg": format!(
+            "应用尚未开通所需的权限：[{code}]，点击链接申请并开通即可：https://open-dev.dingtalk.com/appscope/apply?content={}%23{code}",
+            state.app_key
+        ),
+    });
+    if topapi {
+        v["request_id"] = json!(request_id());
+    }
+    oapi(v)
+}
+
+/// DingTalk's 60020 message, with the address it saw and the app key.
+fn ip_message(ip: std::net::IpAddr, app_key: &str) -> String {
+    format!(
+        "访问ip不在白名单之中，请参考FAQ：https://open.dingtalk.com/document/org-faq/app-faq,request ip={ip} appKey({app_key})"
+    )
+}
+
+/// The user as the app may see them: without the 手机号 permission, no mobile.
+fn shown(state: &State, mut u: FakeUser) -> FakeUser {
+    if !state.has(Permission::Mobile) {
+        u.mobile = None;
+    }
+    u
+}
+
 /// `user/get` (legacy): flat camelCase, optional fields omitted.
 fn legacy_user(u: &FakeUser) -> Value {
     let mut m = Map::new();
     m.insert("errcode".into(), json!(0));
     m.insert("errmsg".into(), json!("ok"));
     m.insert("userid".into(), json!(u.userid));
-    m.insert("unionid".into(), json!(u.unionid));
+    if !u.unionid.is_empty() {
+        m.insert("unionid".into(), json!(u.unionid));
+    }
     m.insert("name".into(), json!(u.name));
     m.insert("stateCode".into(), json!("86"));
     m.insert("department".into(), json!(u.dept_ids));
@@ -545,7 +625,9 @@ fn legacy_user(u: &FakeUser) -> Value {
 fn v2_user(u: &FakeUser) -> Value {
     let mut m = Map::new();
     m.insert("userid".into(), json!(u.userid));
-    m.insert("unionid".into(), json!(u.unionid));
+    if !u.unionid.is_empty() {
+        m.insert("unionid".into(), json!(u.unionid));
+    }
     m.insert("name".into(), json!(u.name));
     m.insert("state_code".into(), json!("86"));
     m.insert("hide_mobile".into(), json!(false));

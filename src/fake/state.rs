@@ -1,13 +1,14 @@
 //! The fake's memory: directory, tokens, auth codes, call counters, injected failures.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use super::{Failure, FakeUser};
+use super::{Failure, FakeUser, Permission};
 
 /// What a token stands for.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +47,8 @@ pub struct State {
     calls: Mutex<HashMap<String, usize>>,
     failures: Mutex<HashMap<String, (Failure, Option<usize>)>>,
     jsapi_user: Mutex<Option<String>>,
+    denied: Mutex<HashSet<Permission>>,
+    ip_whitelist: Mutex<Option<Vec<IpAddr>>>,
 }
 
 /// Locks, shrugging off poisoning (a panicking test thread must not break the fake).
@@ -86,6 +89,8 @@ impl State {
             calls: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             jsapi_user: Mutex::new(Some("zhangsan".into())),
+            denied: Mutex::new(HashSet::new()),
+            ip_whitelist: Mutex::new(None),
         }
     }
 
@@ -173,7 +178,7 @@ impl State {
     pub fn user_by_unionid(&self, unionid: &str) -> Option<FakeUser> {
         lock(&self.users)
             .values()
-            .find(|u| u.unionid == unionid)
+            .find(|u| !u.unionid.is_empty() && u.unionid == unionid)
             .cloned()
     }
 
@@ -248,5 +253,31 @@ impl State {
 
     pub fn jsapi_user(&self) -> Option<String> {
         lock(&self.jsapi_user).clone()
+    }
+
+    /// Grants (`true`) or denies `permission`.
+    pub fn set_permission(&self, permission: Permission, granted: bool) {
+        let mut denied = lock(&self.denied);
+        if granted {
+            denied.remove(&permission);
+        } else {
+            denied.insert(permission);
+        }
+    }
+
+    /// Whether the app has `permission`.
+    pub fn has(&self, permission: Permission) -> bool {
+        !lock(&self.denied).contains(&permission)
+    }
+
+    pub fn set_ip_whitelist(&self, ips: Option<Vec<IpAddr>>) {
+        *lock(&self.ip_whitelist) = ips;
+    }
+
+    /// Whether calls with the app's credentials may come from `ip`.
+    pub fn ip_allowed(&self, ip: IpAddr) -> bool {
+        lock(&self.ip_whitelist)
+            .as_ref()
+            .is_none_or(|list| list.contains(&ip))
     }
 }
