@@ -224,7 +224,8 @@ impl Shared {
     /// The request's valid session after revalidation, and a `Set-Cookie` to send with the
     /// answer when revalidation changed it (updated details, or a deletion when revoked).
     pub async fn current_session(&self, headers: &HeaderMap) -> Result<Current, StoreError> {
-        let Some(session) = self.sessions.load(headers).await? else {
+        // A cookie sealed under a previous secret comes back re-issued under the current one.
+        let Some((session, reissue)) = self.sessions.load_reissued(headers).await? else {
             return Ok((None, None));
         };
         let verdict = self
@@ -232,10 +233,10 @@ impl Shared {
             .check(&self.dingtalk, &self.sessions, &session)
             .await;
         Ok(match verdict {
-            Verdict::Fresh => (Some(session), None),
+            Verdict::Fresh => (Some(session), reissue),
             Verdict::Updated(s) => {
                 let cookie = self.sessions.refresh(&s).await?;
-                (Some(*s), cookie)
+                (Some(*s), cookie.or(reissue))
             }
             Verdict::Revoked => (None, Some(self.sessions.clear_cookie())),
         })

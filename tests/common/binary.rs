@@ -36,7 +36,11 @@ impl ProxyProcess {
 /// Starts the binary on a free port against `fake`, with `env` on top of the basic settings
 /// (DingTalk endpoints and credentials, the test secret); returns once it is listening.
 pub fn start(fake: &FakeHandle, env: &[(&str, &str)]) -> ProxyProcess {
-    let port = free_port();
+    start_on(fake, free_port(), env)
+}
+
+/// [`start`] on `port` (a restart on the port of an earlier run).
+pub fn start_on(fake: &FakeHandle, port: u16, env: &[(&str, &str)]) -> ProxyProcess {
     let base = fake.base_url();
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
