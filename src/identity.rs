@@ -49,6 +49,14 @@ impl IdentityHeaders {
         })
     }
 
+    /// Also strips `name` (in every spelling) from client requests without ever setting it
+    /// here: the assertion header, removed whether or not assertions are on.
+    pub fn also_strip(mut self, name: &HeaderName) -> IdentityHeaders {
+        self.normalized
+            .push(name.as_str().bytes().map(fold).collect());
+        self
+    }
+
     /// Removes every client-sent header that matches one of ours. Allocates only when one is found.
     pub fn strip(&self, headers: &mut HeaderMap) {
         if !headers.keys().any(|k| self.is_ours(k)) {
@@ -154,6 +162,25 @@ mod tests {
             left,
             vec!["accept", "x-mobile-user", "x-user-idx", "x-user-iz"]
         );
+    }
+
+    /// A name added with `also_strip` is stripped in every spelling too.
+    #[test]
+    fn strips_extra_names() {
+        let name = HeaderName::from_static("x-dingtalk-assertion");
+        let ids = IdentityHeaders::new(&HeadersConfig::default())
+            .unwrap()
+            .also_strip(&name);
+        let mut h = HeaderMap::new();
+        for n in ["X-DingTalk-Assertion", "x_dingtalk_assertion", "accept"] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        ids.strip(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+        assert_eq!(ids.names().count(), 2, "stripped, never set");
     }
 
     /// Values are set from the session; non-ASCII is percent-encoded UTF-8.

@@ -377,6 +377,39 @@ fn identity_answer(app: &Shared, session: Option<&Session>) -> Response<Body> {
             resp.headers_mut().insert(name.clone(), value);
         }
     }
+    if let Some(a) = &app.assertion {
+        let token = session.and_then(|s| a.token(s));
+        resp.headers_mut().insert(
+            a.header().clone(),
+            token.unwrap_or(HeaderValue::from_static("")),
+        );
+    }
+    resp
+}
+
+/// `GET {prefix}/jwks.json`: the public keys that verify the assertion (current, then earlier
+/// ones still trusted), cacheable for five minutes; 404 while assertions are off.
+pub fn jwks(app: &Shared) -> Response<Body> {
+    let Some(a) = &app.assertion else {
+        return response::text(
+            StatusCode::NOT_FOUND,
+            "not found ([assertion] enabled is false)\n",
+        );
+    };
+    let mut resp = Response::new(response::full(a.jwks()));
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -504,11 +537,13 @@ pub async fn handle(
             callback(app, headers, query, client).await
         }
         "/userinfo" if get => userinfo(app, headers).await,
+        "/jwks.json" if get => jwks(app),
         "/logout" if get || method == Method::POST => {
             let client = app.trusted.client_ip(peer, headers);
             logout(app, headers, query, client).await
         }
-        "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
+        "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout"
+        | "/jwks.json" => {
             let mut r = response::status(StatusCode::METHOD_NOT_ALLOWED);
             r.headers_mut()
                 .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
