@@ -9,7 +9,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{get_url, seen, wangwu};
+use common::binary;
+use common::{free_port, get_url, inapp_login_via, seen, wangwu};
+use dingtalk_auth_proxy::fake::FakeDingTalk;
 
 /// The test venv's Python (`$DAP_TEST_VENV`, else `target/test-venv`, made by `bash .ci/run`).
 /// Missing is a failure, never a skip.
@@ -39,13 +41,18 @@ enum Verdict {
 /// Runs `tests/assertion/verify.py` on `token`: JWKS from `h`'s endpoint, issuer and audience
 /// as the proxy's config makes them, time claims judged at `now` (or the real clock).
 async fn pyjwt(h: &common::Harness, token: &str, now: Option<u64>) -> Verdict {
+    pyjwt_at(&h.base, &format!("http://{}", h.upstream), token, now).await
+}
+
+/// [`pyjwt`] against the proxy at `base` (also the issuer), expecting `audience`.
+async fn pyjwt_at(base: &str, audience: &str, token: &str, now: Option<u64>) -> Verdict {
     use tokio::io::AsyncWriteExt;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/assertion/verify.py");
     let mut cmd = tokio::process::Command::new(venv_python());
     cmd.arg(script)
-        .arg(format!("{}/_auth/jwks.json", h.base))
-        .arg(&h.base)
-        .arg(format!("http://{}", h.upstream));
+        .arg(format!("{base}/_auth/jwks.json"))
+        .arg(base)
+        .arg(audience);
     if let Some(now) = now {
         cmd.arg(now.to_string());
     }
@@ -235,4 +242,107 @@ async fn forged_assertions_never_pass() {
         pyjwt(&h, &foreign, None).await,
         Verdict::Rejected(_)
     ));
+}
+
+/// A P-256 key as a PKCS#8 PEM file in `dir`; its path.
+fn write_key(dir: &std::path::Path, name: &str) -> String {
+    let doc = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &ring::rand::SystemRandom::new(),
+    )
+    .expect("key generated");
+    let path = dir.join(name);
+    let text = pem::encode(&pem::Pem::new("PRIVATE KEY", doc.as_ref().to_vec()));
+    std::fs::write(&path, text).expect("key written");
+    path.display().to_string()
+}
+
+/// The `verify` answer's assertion for `cookie` from the proxy at `base`.
+async fn verify_assertion(base: &str, cookie: &str) -> String {
+    let r = get_url(&format!("{base}/_auth/verify"), &[("cookie", cookie)]).await;
+    assert_eq!(r.status(), 200);
+    r.headers()["x-dingtalk-assertion"]
+        .to_str()
+        .expect("ASCII")
+        .to_string()
+}
+
+/// Key rotation with the real binary (auth-only mode, so `aud` is the public origin): a token
+/// signed with key 1 still verifies after a restart with `key_file` = key 2 and
+/// `previous_key_files` = [key 1]; the new key signs from then on. Without `key_file` the
+/// binary generates a key and says so, warning about replicas; an unreadable `key_file` is a
+/// start-up error naming the key.
+#[tokio::test]
+async fn key_rotation_with_the_binary() {
+    let fake = FakeDingTalk::new()
+        .user(wangwu())
+        .start()
+        .await
+        .expect("fake DingTalk starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (key1, key2) = (write_key(dir.path(), "k1.pem"), write_key(dir.path(), "k2.pem"));
+    let port = free_port();
+    let on = ("DAP_ASSERTION__ENABLED", "true");
+
+    let p = binary::start_on(&fake, port, &[on, ("DAP_ASSERTION__KEY_FILE", &key1)]);
+    let (cookie, _) = inapp_login_via(&p.base, &fake, "wangwu", "/_auth/login?rd=/").await;
+    let base = p.base.clone();
+    let old = verify_assertion(&base, &cookie).await;
+    valid(pyjwt_at(&base, &base, &old, None).await);
+    drop(p);
+
+    let p = binary::start_on(
+        &fake,
+        port,
+        &[
+            on,
+            ("DAP_ASSERTION__KEY_FILE", &key2),
+            ("DAP_ASSERTION__PREVIOUS_KEY_FILES", &key1),
+        ],
+    );
+    let jwks: serde_json::Value = get_url(&format!("{base}/_auth/jwks.json"), &[])
+        .await
+        .json()
+        .await
+        .expect("JWKS");
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
+    valid(pyjwt_at(&base, &base, &old, None).await);
+    let new = verify_assertion(&base, &cookie).await;
+    assert_ne!(new.split('.').next(), old.split('.').next(), "another kid");
+    valid(pyjwt_at(&base, &base, &new, None).await);
+    drop(p);
+
+    // Key 1 retired: its tokens no longer verify.
+    let p = binary::start_on(&fake, port, &[on, ("DAP_ASSERTION__KEY_FILE", &key2)]);
+    assert!(matches!(
+        pyjwt_at(&base, &base, &old, None).await,
+        Verdict::Rejected(_)
+    ));
+    drop(p);
+
+    // No key file: generated, logged, and replicas warned about.
+    let p = binary::start(&fake, &[on]);
+    let log = p.startup.join("\n");
+    assert!(log.contains("generated an ES256 signing key"), "{log}");
+    assert!(log.contains("WARN") && log.contains("shared assertion.key_file"), "{log}");
+    drop(p);
+
+    // A key file that cannot be read stops the start, naming the key and the file.
+    let mut cmd = std::process::Command::new(binary::BIN);
+    let absent = dir.path().join("absent.pem").display().to_string();
+    cmd.env_clear()
+        .env("DAP_DINGTALK__APP_KEY", "k")
+        .env("DAP_DINGTALK__APP_SECRET", "s")
+        .env("DAP_DINGTALK__CORP_ID", "dingc")
+        .env("DAP_SESSION__SECRET", common::SECRET)
+        .env("DAP_LISTEN", "127.0.0.1:0")
+        .env("DAP_ASSERTION__ENABLED", "true")
+        .env("DAP_ASSERTION__KEY_FILE", &absent);
+    let out = cmd.output().expect("binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("assertion.key_file") && stderr.contains("absent.pem"),
+        "{stderr}"
+    );
 }

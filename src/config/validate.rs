@@ -246,6 +246,23 @@ impl Config {
                 }
             }
         }
+        let files = a.key_file.iter().map(|f| ("assertion.key_file".to_string(), f));
+        let previous = a
+            .previous_key_files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("assertion.previous_key_files[{i}]"), f));
+        for (key, file) in files.chain(previous).filter(|_| a.enabled) {
+            if !Path::new(file).is_file() {
+                bad(
+                    &key,
+                    format!(
+                        "`{}` does not exist or is not a file; make a key with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem`, or leave key_file unset to generate one at start",
+                        shown(file)
+                    ),
+                );
+            }
+        }
         let fold = |s: &str| -> String {
             s.bytes()
                 .map(|b| if b == b'_' { '-' } else { char::from(b.to_ascii_lowercase()) })

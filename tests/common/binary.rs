@@ -18,6 +18,8 @@ pub struct ProxyProcess {
     pub base: String,
     /// Its stderr, line by line.
     pub lines: mpsc::Receiver<String>,
+    /// The lines it logged up to and including "listening".
+    pub startup: Vec<String>,
     pub child: ChildGuard,
 }
 
@@ -58,11 +60,12 @@ pub fn start_on(fake: &FakeHandle, port: u16, env: &[(&str, &str)]) -> ProxyProc
         .stderr(Stdio::piped());
     let mut child = spawn_guarded(&mut cmd).expect("the binary starts");
     let lines = lines::read(child.take_stderr().expect("stderr"));
-    let p = ProxyProcess {
+    let mut p = ProxyProcess {
         base: format!("http://127.0.0.1:{port}"),
         lines,
+        startup: Vec::new(),
         child,
     };
-    p.lines_until("listening");
+    p.startup = p.lines_until("listening");
     p
 }
