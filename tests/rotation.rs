@@ -58,3 +58,39 @@ async fn previous_secret_is_accepted_reissued_and_retired() {
     assert_eq!(verify(&c, &cookie_a).await.0, 401, "A was removed");
     assert_eq!(verify(&c, &cookie_b).await, (200, None));
 }
+
+/// With `session.store = "redis"` the sealed reference cookie rotates the same way: a proxy
+/// on (B, previous [A]) accepts A's reference, re-issues it under B, and the session in Redis
+/// is the same one (logout through the new cookie ends it for the old one too).
+#[tokio::test]
+async fn redis_reference_cookie_is_reissued() {
+    use dingtalk_auth_proxy::config::{Secret, Store};
+    let redis = common::redis::standalone().await;
+    let url = redis.url();
+    let use_redis = move |c: &mut dingtalk_auth_proxy::Config| {
+        c.session.store = Store::Redis;
+        c.session.redis_url = Secret::new(&url);
+    };
+    let a = common::start_with(use_redis.clone()).await;
+    let (cookie_a, _) = a.login_inapp("wangwu", "/").await;
+    let b = common::start_against(a.fake.clone(), a.upstream, move |c| {
+        use_redis(c);
+        c.session.secret = Secret::new(SECRET_B);
+        c.session.previous_secrets = vec![Secret::new(SECRET)];
+    })
+    .await;
+    let r = b.get("/_auth/verify", &[("cookie", &cookie_a)]).await;
+    assert_eq!(r.status(), 200);
+    let cookie_b = set_cookie(r.headers(), "dap_session").expect("re-issued under B");
+    assert_ne!(cookie_b, cookie_a);
+    let r = b.get("/_auth/verify", &[("cookie", &cookie_b)]).await;
+    assert_eq!((r.status().as_u16(), set_cookie(r.headers(), "dap_session")), (200, None));
+    // A knows only A: B's cookie is foreign there.
+    let r = a.get("/_auth/verify", &[("cookie", &cookie_b)]).await;
+    assert_eq!(r.status(), 401);
+    // One session: ended through B's cookie, A's cookie is ended too.
+    let r = b.get("/_auth/logout?rd=/", &[("cookie", &cookie_b)]).await;
+    assert_eq!(r.status(), 302);
+    let r = a.get("/_auth/verify", &[("cookie", &cookie_a)]).await;
+    assert_eq!(r.status(), 401);
+}
