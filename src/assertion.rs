@@ -36,8 +36,8 @@ pub const MAX_CACHED: usize = 10_000;
 /// The DER prefix of a P-256 `SubjectPublicKeyInfo` holding an uncompressed point: what
 /// precedes the 65 point bytes in a `PUBLIC KEY` PEM of that curve.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 /// Why the assertion signer could not be set up; each names the config key at fault.
@@ -408,8 +408,8 @@ fn public_of_pkcs8(der: &[u8]) -> Option<Jwk> {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use std::time::Duration;
     use crate::user::User;
+    use std::time::Duration;
 
     const NOW: u64 = 1_700_000_000;
 
@@ -525,13 +525,18 @@ mod tests {
     fn key_files() {
         let dir = tempfile::tempdir().unwrap();
         let write_key = |name: &str| {
-            let doc =
-                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-                    .unwrap();
+            let doc = EcdsaKeyPair::generate_pkcs8(
+                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                &SystemRandom::new(),
+            )
+            .unwrap();
             let path = dir.path().join(name);
             let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", doc.as_ref().to_vec()));
             std::fs::write(&path, pem).unwrap();
-            (path.display().to_string(), public_of_pkcs8(doc.as_ref()).unwrap())
+            (
+                path.display().to_string(),
+                public_of_pkcs8(doc.as_ref()).unwrap(),
+            )
         };
         let (current, current_jwk) = write_key("current.pem");
         let (old, old_jwk) = write_key("old.pem");
@@ -562,16 +567,22 @@ mod tests {
         decode(&a, &a.token(&session()).unwrap(), NOW);
 
         c.assertion.key_file = Some(dir.path().join("absent.pem").display().to_string());
-        let e = Assertion::from_config(&c, Clock::manual(NOW)).err().unwrap();
+        let e = Assertion::from_config(&c, Clock::manual(NOW))
+            .err()
+            .unwrap();
         assert_eq!(e.config_key(), "assertion.key_file");
         let garbage = dir.path().join("garbage.pem");
         std::fs::write(&garbage, "not a key").unwrap();
         c.assertion.key_file = Some(garbage.display().to_string());
-        let e = Assertion::from_config(&c, Clock::manual(NOW)).err().unwrap();
+        let e = Assertion::from_config(&c, Clock::manual(NOW))
+            .err()
+            .unwrap();
         assert_eq!(e.config_key(), "assertion.key_file");
         c.assertion.key_file = None;
         c.assertion.previous_key_files = vec![garbage.display().to_string()];
-        let e = Assertion::from_config(&c, Clock::manual(NOW)).err().unwrap();
+        let e = Assertion::from_config(&c, Clock::manual(NOW))
+            .err()
+            .unwrap();
         assert_eq!(e.config_key(), "assertion.previous_key_files[0]");
     }
 

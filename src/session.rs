@@ -709,9 +709,15 @@ mod tests {
         c.session.secret = crate::config::Secret::new(SECRET);
         c.session.previous_secrets = vec![crate::config::Secret::new(OLD)];
         let rotated = CookieCodec::new(&c, Clock::manual(NOW)).unwrap();
-        assert_eq!(rotated.session_sealed(&h), Some((s.clone(), Sealed::Previous)));
+        assert_eq!(
+            rotated.session_sealed(&h),
+            Some((s.clone(), Sealed::Previous))
+        );
         let fresh = headers(&rotated.session_cookie(&s));
-        assert_eq!(rotated.session_sealed(&fresh), Some((s.clone(), Sealed::Current)));
+        assert_eq!(
+            rotated.session_sealed(&fresh),
+            Some((s.clone(), Sealed::Current))
+        );
         assert_eq!(codec(SECRET).session(&h), None);
         c.session.previous_secrets = vec![crate::config::Secret::new("x".repeat(31))];
         assert!(CookieCodec::new(&c, Clock::manual(NOW)).is_err());

@@ -111,7 +111,12 @@ async fn jwks_is_published() {
     let jwks: serde_json::Value = r.json().await.expect("JSON");
     let keys = jwks["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 1);
-    for (k, v) in [("kty", "EC"), ("crv", "P-256"), ("alg", "ES256"), ("use", "sig")] {
+    for (k, v) in [
+        ("kty", "EC"),
+        ("crv", "P-256"),
+        ("alg", "ES256"),
+        ("use", "sig"),
+    ] {
         assert_eq!(keys[0][k], v, "{k}");
     }
     assert!(keys[0]["kid"].as_str().is_some_and(|k| !k.is_empty()));
@@ -219,7 +224,10 @@ async fn forged_assertions_never_pass() {
         .echo(
             &session,
             "/app",
-            &[("x-dingtalk-assertion", "forged"), ("X_DingTalk_Assertion", "f")],
+            &[
+                ("x-dingtalk-assertion", "forged"),
+                ("X_DingTalk_Assertion", "f"),
+            ],
         )
         .await;
     assert_eq!(upstream_assertion(&echo), genuine);
@@ -280,7 +288,10 @@ async fn key_rotation_with_the_binary() {
         .await
         .expect("fake DingTalk starts");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (key1, key2) = (write_key(dir.path(), "k1.pem"), write_key(dir.path(), "k2.pem"));
+    let (key1, key2) = (
+        write_key(dir.path(), "k1.pem"),
+        write_key(dir.path(), "k2.pem"),
+    );
     let port = free_port();
     let on = ("DAP_ASSERTION__ENABLED", "true");
 
@@ -324,7 +335,10 @@ async fn key_rotation_with_the_binary() {
     let p = binary::start(&fake, &[on]);
     let log = p.startup.join("\n");
     assert!(log.contains("generated an ES256 signing key"), "{log}");
-    assert!(log.contains("WARN") && log.contains("shared assertion.key_file"), "{log}");
+    assert!(
+        log.contains("WARN") && log.contains("shared assertion.key_file"),
+        "{log}"
+    );
     drop(p);
 
     // A key file that cannot be read stops the start, naming the key and the file.

@@ -43,7 +43,11 @@ async fn previous_secret_is_accepted_reissued_and_retired() {
     assert_eq!(status, 200, "a cookie of the previous secret is accepted");
     let cookie_b = reissued.expect("re-issued under the current secret");
     assert!(cookie_b.len() > "dap_session=".len() && cookie_b != cookie_a);
-    assert_eq!(verify(&b, &cookie_b).await, (200, None), "current: no re-issue");
+    assert_eq!(
+        verify(&b, &cookie_b).await,
+        (200, None),
+        "current: no re-issue"
+    );
     let who = get_url(
         &format!("{}/_auth/userinfo", b.base),
         &[("cookie", &cookie_b)],
@@ -84,7 +88,10 @@ async fn redis_reference_cookie_is_reissued() {
     let cookie_b = set_cookie(r.headers(), "dap_session").expect("re-issued under B");
     assert_ne!(cookie_b, cookie_a);
     let r = b.get("/_auth/verify", &[("cookie", &cookie_b)]).await;
-    assert_eq!((r.status().as_u16(), set_cookie(r.headers(), "dap_session")), (200, None));
+    assert_eq!(
+        (r.status().as_u16(), set_cookie(r.headers(), "dap_session")),
+        (200, None)
+    );
     // A knows only A: B's cookie is foreign there.
     let r = a.get("/_auth/verify", &[("cookie", &cookie_b)]).await;
     assert_eq!(r.status(), 401);

@@ -235,7 +235,10 @@ impl Config {
         if !a.enabled {
             for (key, set) in [
                 ("assertion.key_file", a.key_file.is_some()),
-                ("assertion.previous_key_files", !a.previous_key_files.is_empty()),
+                (
+                    "assertion.previous_key_files",
+                    !a.previous_key_files.is_empty(),
+                ),
                 ("assertion.audience", a.audience.is_some()),
             ] {
                 if set {
@@ -246,7 +249,10 @@ impl Config {
                 }
             }
         }
-        let files = a.key_file.iter().map(|f| ("assertion.key_file".to_string(), f));
+        let files = a
+            .key_file
+            .iter()
+            .map(|f| ("assertion.key_file".to_string(), f));
         let previous = a
             .previous_key_files
             .iter()
@@ -265,7 +271,13 @@ impl Config {
         }
         let fold = |s: &str| -> String {
             s.bytes()
-                .map(|b| if b == b'_' { '-' } else { char::from(b.to_ascii_lowercase()) })
+                .map(|b| {
+                    if b == b'_' {
+                        '-'
+                    } else {
+                        char::from(b.to_ascii_lowercase())
+                    }
+                })
                 .collect()
         };
         if http::HeaderName::from_bytes(a.header.as_bytes()).is_err() {
@@ -300,7 +312,10 @@ impl Config {
             );
         }
         if a.audience.as_deref().is_some_and(|s| s.trim().is_empty()) {
-            bad("assertion.audience", "must not be blank; e.g. https://app.internal".into());
+            bad(
+                "assertion.audience",
+                "must not be blank; e.g. https://app.internal".into(),
+            );
         }
     }
 
