@@ -22,6 +22,8 @@ pub struct IdentityHeaders {
     headers: Vec<(HeaderName, Field)>,
     /// Lower-case names with `-`, compared against incoming names with `_` folded to `-`.
     normalized: Vec<Vec<u8>>,
+    /// Names we own but do not set from the session (the assertion header).
+    extra: Vec<HeaderName>,
 }
 
 impl IdentityHeaders {
@@ -38,6 +40,7 @@ impl IdentityHeaders {
         Ok(IdentityHeaders {
             headers,
             normalized,
+            extra: Vec::new(),
         })
     }
 
@@ -49,11 +52,13 @@ impl IdentityHeaders {
         })
     }
 
-    /// Also strips `name` (in every spelling) from client requests without ever setting it
-    /// here: the assertion header, removed whether or not assertions are on.
+    /// Also owns `name` without setting it from the session (the assertion header): stripped
+    /// from client requests in every spelling, and listed by [`IdentityHeaders::names`] —
+    /// whether or not assertions are on.
     pub fn also_strip(mut self, name: &HeaderName) -> IdentityHeaders {
         self.normalized
             .push(name.as_str().bytes().map(fold).collect());
+        self.extra.push(name.clone());
         self
     }
 
@@ -81,9 +86,9 @@ impl IdentityHeaders {
         }
     }
 
-    /// The configured header names.
+    /// Every header name we own: the configured identity headers, then the extra ones.
     pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
-        self.headers.iter().map(|(n, _)| n)
+        self.headers.iter().map(|(n, _)| n).chain(&self.extra)
     }
 
     /// The (name, value) pairs for `session`, for `/verify` answers.
@@ -180,7 +185,10 @@ mod tests {
         }
         ids.strip(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
-        assert_eq!(ids.names().count(), 2, "stripped, never set");
+        assert_eq!(ids.names().count(), 3, "owned");
+        let mut h = HeaderMap::new();
+        ids.apply(&mut h, &session());
+        assert!(h.get(&name).is_none(), "never set from the session");
     }
 
     /// Values are set from the session; non-ASCII is percent-encoded UTF-8.

@@ -363,9 +363,10 @@ pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Resp
     resp
 }
 
-/// 200 with every configured identity header: the user's values, empty when there is no user
-/// or no such value — web servers that copy them (Caddy's copy_headers) then overwrite the
-/// client's own with nothing instead of passing them on.
+/// 200 with every configured identity header (and the assertion header): the user's values,
+/// empty when there is no user or no such value (or assertions are off) — web servers that
+/// copy them (Caddy's copy_headers) then overwrite the client's own with nothing instead of
+/// passing them on.
 fn identity_answer(app: &Shared, session: Option<&Session>) -> Response<Body> {
     let mut resp = response::status(StatusCode::OK);
     for name in app.identity.names() {
@@ -377,12 +378,11 @@ fn identity_answer(app: &Shared, session: Option<&Session>) -> Response<Body> {
             resp.headers_mut().insert(name.clone(), value);
         }
     }
-    if let Some(a) = &app.assertion {
-        let token = session.and_then(|s| a.token(s));
-        resp.headers_mut().insert(
-            a.header().clone(),
-            token.unwrap_or(HeaderValue::from_static("")),
-        );
+    // The assertion header is among the names above (empty unless signed here).
+    if let (Some(a), Some(s)) = (&app.assertion, session) {
+        if let Some(token) = a.token(s) {
+            resp.headers_mut().insert(a.header().clone(), token);
+        }
     }
     resp
 }
