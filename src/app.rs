@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 
 use crate::access::Access;
+use crate::assertion::Assertion;
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
@@ -74,6 +75,8 @@ pub struct Shared {
     pub(crate) sessions: Arc<Sessions>,
     /// The identity headers to strip and set.
     pub(crate) identity: IdentityHeaders,
+    /// The signed assertion (`[assertion]`), when enabled.
+    pub(crate) assertion: Option<Assertion>,
     /// `[access]` rules.
     pub(crate) access: Access,
     /// The DingTalk client with its token cache.
@@ -135,6 +138,11 @@ impl App {
             )?),
             None => None,
         };
+        let assertion = Assertion::from_config(&config, clock.clone())
+            .map_err(|e| invalid(e.config_key(), &e))?;
+        // The assertion's header is ours whether or not assertions are on: always stripped.
+        let assertion_header = http::HeaderName::from_bytes(config.assertion.header.as_bytes())
+            .map_err(|e| invalid("assertion.header", e))?;
         let callback_path = format!("{}/callback", config.auth_prefix);
         let callback_url = format!("{}{}", config.public_origin(), callback_path);
         Ok(App(Arc::new(Shared {
@@ -147,7 +155,10 @@ impl App {
                 )
                 .map_err(|e| invalid(e.key, e.message))?,
             ),
-            identity: IdentityHeaders::new(&config.headers).map_err(|e| invalid("headers", e))?,
+            identity: IdentityHeaders::new(&config.headers)
+                .map_err(|e| invalid("headers", e))?
+                .also_strip(&assertion_header),
+            assertion,
             access: Access::new(&config.access).map_err(|e| invalid("access.skip_auth", e))?,
             dingtalk,
             upstream,
@@ -224,7 +235,8 @@ impl Shared {
     /// The request's valid session after revalidation, and a `Set-Cookie` to send with the
     /// answer when revalidation changed it (updated details, or a deletion when revoked).
     pub async fn current_session(&self, headers: &HeaderMap) -> Result<Current, StoreError> {
-        let Some(session) = self.sessions.load(headers).await? else {
+        // A cookie sealed under a previous secret comes back re-issued under the current one.
+        let Some((session, reissue)) = self.sessions.load_reissued(headers).await? else {
             return Ok((None, None));
         };
         let verdict = self
@@ -232,10 +244,10 @@ impl Shared {
             .check(&self.dingtalk, &self.sessions, &session)
             .await;
         Ok(match verdict {
-            Verdict::Fresh => (Some(session), None),
+            Verdict::Fresh => (Some(session), reissue),
             Verdict::Updated(s) => {
                 let cookie = self.sessions.refresh(&s).await?;
-                (Some(*s), cookie)
+                (Some(*s), cookie.or(reissue))
             }
             Verdict::Revoked => (None, Some(self.sessions.clear_cookie())),
         })

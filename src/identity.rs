@@ -22,6 +22,8 @@ pub struct IdentityHeaders {
     headers: Vec<(HeaderName, Field)>,
     /// Lower-case names with `-`, compared against incoming names with `_` folded to `-`.
     normalized: Vec<Vec<u8>>,
+    /// Names we own but do not set from the session (the assertion header).
+    extra: Vec<HeaderName>,
 }
 
 impl IdentityHeaders {
@@ -38,6 +40,7 @@ impl IdentityHeaders {
         Ok(IdentityHeaders {
             headers,
             normalized,
+            extra: Vec::new(),
         })
     }
 
@@ -47,6 +50,16 @@ impl IdentityHeaders {
         self.normalized.iter().any(|ours| {
             ours.len() == name.len() && ours.iter().zip(name).all(|(a, b)| *a == fold(*b))
         })
+    }
+
+    /// Also owns `name` without setting it from the session (the assertion header): stripped
+    /// from client requests in every spelling, and listed by [`IdentityHeaders::names`] —
+    /// whether or not assertions are on.
+    pub fn also_strip(mut self, name: &HeaderName) -> IdentityHeaders {
+        self.normalized
+            .push(name.as_str().bytes().map(fold).collect());
+        self.extra.push(name.clone());
+        self
     }
 
     /// Removes every client-sent header that matches one of ours. Allocates only when one is found.
@@ -73,9 +86,9 @@ impl IdentityHeaders {
         }
     }
 
-    /// The configured header names.
+    /// Every header name we own: the configured identity headers, then the extra ones.
     pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
-        self.headers.iter().map(|(n, _)| n)
+        self.headers.iter().map(|(n, _)| n).chain(&self.extra)
     }
 
     /// The (name, value) pairs for `session`, for `/verify` answers.
@@ -154,6 +167,28 @@ mod tests {
             left,
             vec!["accept", "x-mobile-user", "x-user-idx", "x-user-iz"]
         );
+    }
+
+    /// A name added with `also_strip` is stripped in every spelling too.
+    #[test]
+    fn strips_extra_names() {
+        let name = HeaderName::from_static("x-dingtalk-assertion");
+        let ids = IdentityHeaders::new(&HeadersConfig::default())
+            .unwrap()
+            .also_strip(&name);
+        let mut h = HeaderMap::new();
+        for n in ["X-DingTalk-Assertion", "x_dingtalk_assertion", "accept"] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        ids.strip(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+        assert_eq!(ids.names().count(), 3, "owned");
+        let mut h = HeaderMap::new();
+        ids.apply(&mut h, &session());
+        assert!(h.get(&name).is_none(), "never set from the session");
     }
 
     /// Values are set from the session; non-ASCII is percent-encoded UTF-8.

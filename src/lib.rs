@@ -18,6 +18,7 @@
 //! - [`pages`]: the HTML pages we show ourselves.
 //! - [`redirect`]: the hostile `rd` parameter, reduced to a same-origin path.
 //! - [`identity`]: stripping and setting the identity headers.
+//! - [`assertion`]: the signed identity JWT for upstreams, its keys, the JWKS, the token cache.
 //! - [`access`]: `[access]` rules: allowed users and departments, `skip_auth` paths.
 //! - [`forwarded`]: `trusted_proxies`: whose `X-Forwarded-*` and URI headers count.
 //! - [`proxy`]: forwarding to the upstream (hop-by-hop, `X-Forwarded-*`, WebSocket).
@@ -37,6 +38,7 @@
 pub mod access;
 pub mod admin;
 pub mod app;
+pub mod assertion;
 pub mod audit;
 pub mod clock;
 pub mod config;

@@ -363,9 +363,10 @@ pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Resp
     resp
 }
 
-/// 200 with every configured identity header: the user's values, empty when there is no user
-/// or no such value — web servers that copy them (Caddy's copy_headers) then overwrite the
-/// client's own with nothing instead of passing them on.
+/// 200 with every configured identity header (and the assertion header): the user's values,
+/// empty when there is no user or no such value (or assertions are off) — web servers that
+/// copy them (Caddy's copy_headers) then overwrite the client's own with nothing instead of
+/// passing them on.
 fn identity_answer(app: &Shared, session: Option<&Session>) -> Response<Body> {
     let mut resp = response::status(StatusCode::OK);
     for name in app.identity.names() {
@@ -377,6 +378,38 @@ fn identity_answer(app: &Shared, session: Option<&Session>) -> Response<Body> {
             resp.headers_mut().insert(name.clone(), value);
         }
     }
+    // The assertion header is among the names above (empty unless signed here).
+    if let (Some(a), Some(s)) = (&app.assertion, session) {
+        if let Some(token) = a.token(s) {
+            resp.headers_mut().insert(a.header().clone(), token);
+        }
+    }
+    resp
+}
+
+/// `GET {prefix}/jwks.json`: the public keys that verify the assertion (current, then earlier
+/// ones still trusted), cacheable for five minutes; 404 while assertions are off.
+pub fn jwks(app: &Shared) -> Response<Body> {
+    let Some(a) = &app.assertion else {
+        return response::text(
+            StatusCode::NOT_FOUND,
+            "not found ([assertion] enabled is false)\n",
+        );
+    };
+    let mut resp = Response::new(response::full(a.jwks()));
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -504,11 +537,13 @@ pub async fn handle(
             callback(app, headers, query, client).await
         }
         "/userinfo" if get => userinfo(app, headers).await,
+        "/jwks.json" if get => jwks(app),
         "/logout" if get || method == Method::POST => {
             let client = app.trusted.client_ip(peer, headers);
             logout(app, headers, query, client).await
         }
-        "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout" => {
+        "/healthz" | "/verify" | "/login" | "/callback" | "/userinfo" | "/logout"
+        | "/jwks.json" => {
             let mut r = response::status(StatusCode::METHOD_NOT_ALLOWED);
             r.headers_mut()
                 .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));

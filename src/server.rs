@@ -89,10 +89,18 @@ impl App {
                 return resp;
             }
         };
-        // 3. Forward, with our identity headers set after hop-by-hop stripping.
+        // 3. Forward, with our identity headers (and the signed assertion, when on) set after
+        // hop-by-hop stripping.
+        let assertion = app
+            .assertion
+            .as_ref()
+            .and_then(|a| Some((a.header(), a.token(session.as_ref()?)?)));
         let set = |h: &mut HeaderMap| {
             if let Some(s) = &session {
                 app.identity.apply(h, s);
+            }
+            if let Some((name, token)) = &assertion {
+                h.insert((*name).clone(), token.clone());
             }
         };
         let fwd = Forward {

@@ -4,6 +4,10 @@
 //! crate's private jar (AES-256-GCM, authenticated, the cookie's name bound in as associated
 //! data). The key is derived once at start-up from `session.secret`; a tampered, truncated,
 //! expired or foreign-key cookie simply decodes to `None`.
+//!
+//! Rotation: keys derived from `session.previous_secrets` open cookies too (after the current
+//! key fails); a session cookie opened that way is reported stale, and the store re-issues it
+//! under the current key on that same answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,14 +216,17 @@ struct OpenedCookies {
 #[derive(Default)]
 struct OpenedMap {
     hasher: std::hash::RandomState,
-    map: std::collections::HashMap<u64, (Box<str>, Session)>,
+    map: std::collections::HashMap<u64, (Box<str>, Opened)>,
 }
+
+/// An opened session and the key that opened it.
+type Opened = (Session, Sealed);
 
 /// Most sessions one thread keeps opened (about 1 KiB each).
 const OPENED_PER_THREAD: usize = 2048;
 
 impl OpenedCookies {
-    fn get_or_open(&self, sealed: &str, open: impl FnOnce() -> Option<Session>) -> Option<Session> {
+    fn get_or_open(&self, sealed: &str, open: impl FnOnce() -> Option<Opened>) -> Option<Opened> {
         let cell = self.per_thread.get_or_default();
         let key = {
             let opened = cell.borrow();
@@ -247,6 +254,8 @@ impl OpenedCookies {
 pub struct CookieCodec {
     opened: Arc<OpenedCookies>,
     key: Key,
+    /// Keys from `session.previous_secrets`, tried in order after `key`.
+    previous: Vec<Key>,
     name: String,
     state_name: String,
     state_path: String,
@@ -261,6 +270,12 @@ impl CookieCodec {
         Ok(CookieCodec {
             opened: Arc::default(),
             key: derive_key(config.session.secret.expose())?,
+            previous: config
+                .session
+                .previous_secrets
+                .iter()
+                .map(|s| derive_key(s.expose()))
+                .collect::<Result<_, _>>()?,
             name: config.session.cookie_name.clone(),
             state_name: format!("{}_state", config.session.cookie_name),
             state_path: config.auth_prefix.clone(),
@@ -272,22 +287,34 @@ impl CookieCodec {
 
     /// The valid, unexpired session in the request's `Cookie` headers, if any.
     pub fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        self.session_sealed(headers).map(|(s, _)| s)
+    }
+
+    /// [`CookieCodec::session`], and whether its cookie was sealed under a previous secret
+    /// ([`Sealed::Previous`]: re-issue it).
+    pub fn session_sealed(&self, headers: &HeaderMap) -> Option<(Session, Sealed)> {
         let now = self.clock.now_secs();
         find_cookies(headers, &self.name)
             .filter_map(|sealed| {
                 self.opened.get_or_open(sealed, || {
-                    Session::from_json(self.decrypt(&self.name, sealed)?.value())
+                    let (cookie, by) = self.decrypt(&self.name, sealed)?;
+                    Some((Session::from_json(cookie.value())?, by))
                 })
             })
-            .find(|s| !s.is_expired(now))
+            .find(|(s, _)| !s.is_expired(now))
     }
 
     /// The unexpired [`SessionRef`] in the request's session cookie, if any (server-side store).
     pub fn session_ref(&self, headers: &HeaderMap) -> Option<SessionRef> {
+        self.session_ref_sealed(headers).map(|(r, _)| r)
+    }
+
+    /// [`CookieCodec::session_ref`], and which key opened its cookie.
+    pub fn session_ref_sealed(&self, headers: &HeaderMap) -> Option<(SessionRef, Sealed)> {
         let now = self.clock.now_secs();
         find_cookies(headers, &self.name)
-            .filter_map(|sealed| self.open::<SessionRef>(&self.name, sealed))
-            .find(|r| now < r.expires_at && !r.id.is_empty())
+            .filter_map(|sealed| self.open_sealed::<SessionRef>(&self.name, sealed))
+            .find(|(r, _)| now < r.expires_at && !r.id.is_empty())
     }
 
     /// `Set-Cookie` value carrying a reference to `session` (server-side store).
@@ -439,15 +466,40 @@ impl CookieCodec {
     }
 
     fn open<T: for<'de> Deserialize<'de>>(&self, name: &str, sealed: &str) -> Option<T> {
-        serde_json::from_str(self.decrypt(name, sealed)?.value()).ok()
+        self.open_sealed(name, sealed).map(|(v, _)| v)
     }
 
-    /// Cookie `name` sealed as `sealed`, opened (its value is the plain text), if authentic.
-    fn decrypt(&self, name: &str, sealed: &str) -> Option<Cookie<'static>> {
-        cookie::CookieJar::new()
-            .private(&self.key)
-            .decrypt(Cookie::new(name.to_string(), sealed.to_string()))
+    fn open_sealed<T: for<'de> Deserialize<'de>>(
+        &self,
+        name: &str,
+        sealed: &str,
+    ) -> Option<(T, Sealed)> {
+        let (cookie, by) = self.decrypt(name, sealed)?;
+        Some((serde_json::from_str(cookie.value()).ok()?, by))
     }
+
+    /// Cookie `name` sealed as `sealed`, opened (its value is the plain text), if authentic
+    /// under the current key or one of the previous ones; and which one it was.
+    fn decrypt(&self, name: &str, sealed: &str) -> Option<(Cookie<'static>, Sealed)> {
+        let cookie = || Cookie::new(name.to_string(), sealed.to_string());
+        let jar = cookie::CookieJar::new();
+        if let Some(c) = jar.private(&self.key).decrypt(cookie()) {
+            return Some((c, Sealed::Current));
+        }
+        self.previous
+            .iter()
+            .find_map(|key| jar.private(key).decrypt(cookie()))
+            .map(|c| (c, Sealed::Previous))
+    }
+}
+
+/// Which key a cookie was sealed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sealed {
+    /// `session.secret`.
+    Current,
+    /// One of `session.previous_secrets`: still accepted, to be re-issued under the current.
+    Previous,
 }
 
 /// A short, stable, one-way name for a session id (logs, audit, `sessions list`): the first
@@ -470,9 +522,10 @@ fn derive_key(secret: &str) -> Result<Key, SecretTooShort> {
 /// The fewest bytes `session.secret` may have.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// `session.secret` is too short to derive a key from (never padded).
+/// `session.secret` (or one of `session.previous_secrets`) is too short to derive a key from
+/// (never padded).
 #[derive(Debug, thiserror::Error)]
-#[error("session.secret is {0} bytes; it must be at least 32")]
+#[error("a session secret is {0} bytes; it must be at least 32")]
 pub struct SecretTooShort(pub usize);
 
 /// The values of every cookie called `name` in the request's `Cookie` headers, in order.
@@ -709,6 +762,32 @@ mod tests {
             (s.id.as_str(), s.issued_at, s.expires_at),
             ("abc", NOW, NOW + 60)
         );
+    }
+
+    /// A cookie sealed under a previous secret opens (reported as such) while that secret is
+    /// listed, and not once it is removed; the current secret's cookies open as current.
+    #[test]
+    fn previous_secrets_open_old_cookies() {
+        const OLD: &str = "old-secret-old-secret-old-secret-0";
+        let old = codec(OLD);
+        let s = Session::new(user(), Duration::from_secs(3600), NOW);
+        let h = headers(&old.session_cookie(&s));
+        let mut c = Config::default();
+        c.session.secret = crate::config::Secret::new(SECRET);
+        c.session.previous_secrets = vec![crate::config::Secret::new(OLD)];
+        let rotated = CookieCodec::new(&c, Clock::manual(NOW)).unwrap();
+        assert_eq!(
+            rotated.session_sealed(&h),
+            Some((s.clone(), Sealed::Previous))
+        );
+        let fresh = headers(&rotated.session_cookie(&s));
+        assert_eq!(
+            rotated.session_sealed(&fresh),
+            Some((s.clone(), Sealed::Current))
+        );
+        assert_eq!(codec(SECRET).session(&h), None);
+        c.session.previous_secrets = vec![crate::config::Secret::new("x".repeat(31))];
+        assert!(CookieCodec::new(&c, Clock::manual(NOW)).is_err());
     }
 
     /// Raw UTF-8 (and any other byte) elsewhere in `Cookie` does not hide a valid session.

@@ -52,3 +52,15 @@ async fn missing_values_stay_empty() {
     let mobile = seen(&echo, "x-user-mobile");
     assert!(mobile.iter().all(|v| v.is_empty()), "{mobile:?}");
 }
+
+/// The shipped Caddyfile passes the sidecar's signed assertion on, and never a client's own —
+/// with assertions on and off.
+#[tokio::test]
+async fn assertion_through_caddy() {
+    for on in [true, false] {
+        let s = sidecar::start(sidecar::Server::Caddy, |c| c.assertion.enabled = on).await;
+        let (session, _) =
+            inapp_login_via(&s.front, &s.h.fake, "wangwu", "/_auth/login?rd=/").await;
+        sidecar::assert_assertion_passed_on(&s, &session, on).await;
+    }
+}

@@ -104,3 +104,15 @@ async fn refused_user_is_403() {
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers().get("location"), None);
 }
+
+/// The shipped config passes the sidecar's signed assertion on, and never a client's own —
+/// with assertions on and off.
+#[tokio::test]
+async fn assertion_through_nginx() {
+    for on in [true, false] {
+        let s = setup_with(|c| c.assertion.enabled = on).await;
+        let (session, _) =
+            inapp_login_via(&s.front, &s.h.fake, "wangwu", "/_auth/login?rd=/").await;
+        sidecar::assert_assertion_passed_on(&s, &session, on).await;
+    }
+}

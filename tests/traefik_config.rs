@@ -4,7 +4,7 @@
 use dingtalk_auth_proxy::config::{Config, HeadersConfig};
 
 /// deploy/traefik/dynamic.toml's forwardAuth address and authResponseHeaders match the
-/// proxy's endpoint and default header names; the router for /_auth/ goes to the sidecar.
+/// proxy's endpoint and default header names (the assertion header last); the router for /_auth/ goes to the sidecar.
 #[test]
 fn forward_auth_matches_our_endpoint_and_headers() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/traefik/dynamic.toml");
@@ -22,7 +22,8 @@ fn forward_auth_matches_our_endpoint_and_headers() {
         .filter_map(|v| v.as_str())
         .collect();
     let ours = HeadersConfig::default();
-    let ours: Vec<&str> = ours.named().into_iter().map(|(_, n)| n).collect();
+    let mut ours: Vec<&str> = ours.named().into_iter().map(|(_, n)| n).collect();
+    ours.push(&defaults.assertion.header);
     assert_eq!(headers, ours);
 
     let sidecar = http["services"]["dingtalk-auth-proxy"]["loadBalancer"]["servers"][0]["url"]

@@ -7,8 +7,12 @@ use super::*;
 pub(super) const MAKE_SECRET: &str = "`head -c 32 /dev/urandom | base64`";
 
 /// Keys whose values are secrets (or may carry a password) and are never shown.
-pub(super) const SECRET_KEYS: [&str; 3] =
-    ["session.secret", "dingtalk.app_secret", "session.redis_url"];
+pub(super) const SECRET_KEYS: [&str; 4] = [
+    "session.secret",
+    "session.previous_secrets",
+    "dingtalk.app_secret",
+    "session.redis_url",
+];
 
 /// Keys holding URLs.
 pub(super) const URL_KEYS: [&str; 6] = [
@@ -21,7 +25,8 @@ pub(super) const URL_KEYS: [&str; 6] = [
 ];
 
 /// Keys holding durations, with the unit most values of that key use.
-pub(super) const DURATION_KEYS: [(&str, char); 7] = [
+pub(super) const DURATION_KEYS: [(&str, char); 8] = [
+    ("assertion.ttl", 's'),
     ("upstream_timeout", 's'),
     ("dingtalk.timeout", 's'),
     ("session.ttl", 'h'),

@@ -74,6 +74,11 @@ pub(super) fn lenient_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Str
     })
 }
 
+/// A list of secrets (`session.previous_secrets`): a list, or one comma-separated string.
+pub(super) fn lenient_secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    Ok(lenient_strings(d)?.into_iter().map(Secret).collect())
+}
+
 pub(super) fn lenient_ints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
     use serde::de::Error;
     lenient_strings(d)?

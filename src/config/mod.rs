@@ -277,6 +277,10 @@ pub struct SessionConfig {
     /// How long one Redis call may take before the request gets 503.
     #[serde(with = "humantime_serde")]
     pub redis_timeout: Duration,
+    /// Secrets the session secret was before: cookies sealed with one still open and are
+    /// re-issued under `secret` on their next request. Remove one and its cookies stop working.
+    #[serde(deserialize_with = "lenient_secrets")]
+    pub previous_secrets: Vec<Secret>,
 }
 
 impl Default for SessionConfig {
@@ -293,6 +297,7 @@ impl Default for SessionConfig {
             redis_master: String::new(),
             redis_prefix: "dap:".into(),
             redis_timeout: Duration::from_millis(250),
+            previous_secrets: Vec::new(),
         }
     }
 }
@@ -511,6 +516,47 @@ pub struct Config {
     pub audit: AuditConfig,
     /// How log lines are written: `text` (a colour only on a terminal) or `json`.
     pub log_format: LogFormat,
+    /// `[assertion]`.
+    pub assertion: AssertionConfig,
+}
+
+/// `[assertion]`: a signed JWT naming the user on every proxied request and `verify` answer,
+/// verifiable by the upstream with the keys published at `{auth_prefix}/jwks.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AssertionConfig {
+    /// Send the assertion (off by default).
+    pub enabled: bool,
+    /// The header it travels in; a client-sent one of this name is always removed.
+    #[serde(deserialize_with = "lenient_string")]
+    pub header: String,
+    /// PEM file with the ES256 (P-256, PKCS#8) signing key. Unset: a key is generated at
+    /// start (replicas then sign with different keys: give them one shared file).
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub key_file: Option<String>,
+    /// Earlier key files (private or public PEM): still published in the JWKS, so tokens
+    /// signed just before a rotation verify.
+    #[serde(deserialize_with = "lenient_strings")]
+    pub previous_key_files: Vec<String>,
+    /// Lifetime of one token (`exp - iat`).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// The `aud` claim. Unset: the upstream's origin, or in auth-only mode `public_url`'s.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub audience: Option<String>,
+}
+
+impl Default for AssertionConfig {
+    fn default() -> Self {
+        AssertionConfig {
+            enabled: false,
+            header: "X-DingTalk-Assertion".into(),
+            key_file: None,
+            previous_key_files: Vec::new(),
+            ttl: Duration::from_secs(60),
+            audience: None,
+        }
+    }
 }
 
 /// `log_format`.
@@ -551,6 +597,7 @@ impl Default for Config {
             verify: VerifyConfig::default(),
             audit: AuditConfig::default(),
             log_format: LogFormat::Text,
+            assertion: AssertionConfig::default(),
         }
     }
 }
@@ -647,6 +694,26 @@ impl Config {
         self.public_url
             .as_ref()
             .is_some_and(|u| u.scheme() == "https")
+    }
+
+    /// The assertion's `aud`: `assertion.audience`, else the upstream's origin
+    /// (`scheme://host[:port]`), else (auth-only mode) the public origin.
+    pub fn assertion_audience(&self) -> String {
+        if let Some(aud) = &self.assertion.audience {
+            return aud.clone();
+        }
+        match &self.upstream {
+            Some(u) => u.origin().ascii_serialization(),
+            None => self.public_origin_only(),
+        }
+    }
+
+    /// The origin (`scheme://host[:port]`) of the public URL, without any path.
+    pub fn public_origin_only(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.origin().ascii_serialization(),
+            None => format!("http://{}", self.listen),
+        }
     }
 
     /// The effective configuration as TOML, secrets redacted.

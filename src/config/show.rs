@@ -45,6 +45,12 @@ pub(super) fn write_value(out: &mut String, key: &str, value: &Value) {
             let json = serde_json::to_string(&shown).unwrap_or_default();
             out.push_str(&format!("{key} = {json}\n"));
         }
+        // Previous session secrets: how many, never what.
+        Value::Array(_, items) if SECRET_KEYS.contains(&key) => {
+            let shown: Vec<&str> = items.iter().map(|_| "<redacted>").collect();
+            let json = serde_json::to_string(&shown).unwrap_or_default();
+            out.push_str(&format!("{key} = {json}\n"));
+        }
         // Lists of Redis URLs may carry passwords: each keeps its shape, the password masked.
         Value::Array(_, items) if key.starts_with("session.redis_") => {
             let shown: Vec<String> = items

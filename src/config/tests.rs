@@ -131,6 +131,63 @@ fn lists_from_strings() {
     assert_eq!(c.access.allow_dept_ids, vec![1, 2]);
 }
 
+/// `session.previous_secrets` comes as a list or one comma-separated (env) string, is shown
+/// only as `<redacted>` per entry, and each entry must be as strong as `session.secret`.
+#[test]
+fn previous_secrets() {
+    let old = "oldoldoldoldoldoldoldoldoldoldold1";
+    let f = base().merge(Toml::string(&format!(
+        "[session]\nprevious_secrets = \"{old}, {old}2\""
+    )));
+    let c = Config::from_figment(f).unwrap();
+    assert_eq!(c.session.previous_secrets.len(), 2);
+    assert_eq!(c.session.previous_secrets[1].expose(), format!("{old}2"));
+    let t = c.redacted_toml();
+    assert!(!t.contains("oldold"), "{t}");
+    assert!(
+        t.contains("session.previous_secrets = [\"<redacted>\",\"<redacted>\"]"),
+        "{t}"
+    );
+    assert!(!format!("{c:?}").contains("oldold"));
+    let f = base().merge(Toml::string(
+        "[session]\nprevious_secrets = [\"shortsecretvalue\"]",
+    ));
+    let e = Config::from_figment(f).unwrap_err().to_string();
+    assert!(e.contains("session.previous_secrets[0]"), "{e}");
+    assert!(!e.contains("shortsecretvalue"), "{e}");
+}
+
+/// `[assertion]` defaults; its own header name; a sane ttl; keys that only matter when it is
+/// on are refused while it is off; the audience defaults to the upstream's origin.
+#[test]
+fn assertion_keys() {
+    let c = Config::from_figment(base()).unwrap();
+    assert!(!c.assertion.enabled);
+    assert_eq!(c.assertion.header, "X-DingTalk-Assertion");
+    assert_eq!(c.assertion.ttl, Duration::from_secs(60));
+    assert_eq!(c.assertion_audience(), "http://127.0.0.1:8080");
+    let f = base().merge(Toml::string(
+        "upstream = \"http://10.0.0.5:3000/app/\"\n[assertion]\nenabled = true\nkey_file = \"\"",
+    ));
+    let c = Config::from_figment(f).unwrap();
+    assert_eq!(c.assertion.key_file, None);
+    assert_eq!(c.assertion_audience(), "http://10.0.0.5:3000");
+    for (toml, key) in [
+        ("[assertion]\nheader = \"x_user_id\"", "assertion.header"),
+        ("[assertion]\nheader = \"bad header\"", "assertion.header"),
+        ("[assertion]\nttl = \"0s\"", "assertion.ttl"),
+        ("[assertion]\nttl = \"2h\"", "assertion.ttl"),
+        ("[assertion]\nkey_file = \"/k.pem\"", "assertion.key_file"),
+        (
+            "[assertion]\nprevious_key_files = \"/a.pem,/b.pem\"",
+            "assertion.previous_key_files",
+        ),
+    ] {
+        let e = Config::from_figment(base().merge(Toml::string(toml))).unwrap_err();
+        assert!(e.to_string().contains(key), "{toml}: {e}");
+    }
+}
+
 /// The problems of `f`, one string per line.
 fn problem_lines(f: Figment) -> Vec<String> {
     match Config::from_figment(f) {
@@ -232,7 +289,7 @@ fn suggestions_pick_the_nearest_known_key() {
 #[test]
 fn known_keys_match_the_structs() {
     let keys = known_keys();
-    assert_eq!(keys.len(), 47, "{keys:?}");
+    assert_eq!(keys.len(), 54, "{keys:?}");
     for key in [
         "listen",
         "session.cookie_name",

@@ -28,6 +28,15 @@ impl Config {
                 ),
             );
         }
+        for (i, prev) in self.session.previous_secrets.iter().enumerate() {
+            let len = prev.expose().len();
+            if len < 32 {
+                bad(
+                    &format!("session.previous_secrets[{i}]"),
+                    format!("is {len} bytes; like session.secret it must be at least 32 (a secret this short was never accepted), or remove it"),
+                );
+            }
+        }
         for (key, value, what) in [
             (
                 "dingtalk.app_key",
@@ -162,6 +171,7 @@ impl Config {
             }
         }
         self.redis_problems(&mut bad);
+        self.assertion_problems(&mut bad);
         for (key, value) in self.headers.named() {
             if http::HeaderName::from_bytes(value.as_bytes()).is_err() {
                 bad(
@@ -216,6 +226,97 @@ impl Config {
             }
         }
         out
+    }
+
+    /// `[assertion]`: a header name of its own, a sane lifetime, and nothing set that is
+    /// ignored while it is off. (The key files are read at start, naming the key that fails.)
+    fn assertion_problems(&self, bad: &mut impl FnMut(&str, String)) {
+        let a = &self.assertion;
+        if !a.enabled {
+            for (key, set) in [
+                ("assertion.key_file", a.key_file.is_some()),
+                (
+                    "assertion.previous_key_files",
+                    !a.previous_key_files.is_empty(),
+                ),
+                ("assertion.audience", a.audience.is_some()),
+            ] {
+                if set {
+                    bad(
+                        key,
+                        "is set but assertion.enabled is false; set enabled = true under [assertion], or remove it".into(),
+                    );
+                }
+            }
+        }
+        let files = a
+            .key_file
+            .iter()
+            .map(|f| ("assertion.key_file".to_string(), f));
+        let previous = a
+            .previous_key_files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("assertion.previous_key_files[{i}]"), f));
+        for (key, file) in files.chain(previous).filter(|_| a.enabled) {
+            if !Path::new(file).is_file() {
+                bad(
+                    &key,
+                    format!(
+                        "`{}` does not exist or is not a file; make a key with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem`, or leave key_file unset to generate one at start",
+                        shown(file)
+                    ),
+                );
+            }
+        }
+        let fold = |s: &str| -> String {
+            s.bytes()
+                .map(|b| {
+                    if b == b'_' {
+                        '-'
+                    } else {
+                        char::from(b.to_ascii_lowercase())
+                    }
+                })
+                .collect()
+        };
+        if http::HeaderName::from_bytes(a.header.as_bytes()).is_err() {
+            bad(
+                "assertion.header",
+                format!(
+                    "`{}` is not a valid header name; use letters, digits and `-`, e.g. X-DingTalk-Assertion",
+                    shown(&a.header)
+                ),
+            );
+        } else if let Some((key, _)) = self
+            .headers
+            .named()
+            .into_iter()
+            .find(|(_, name)| fold(name) == fold(&a.header))
+        {
+            bad(
+                "assertion.header",
+                format!(
+                    "`{}` is already the header of headers.{key}; give the assertion its own, e.g. X-DingTalk-Assertion",
+                    shown(&a.header)
+                ),
+            );
+        }
+        if a.ttl < Duration::from_secs(1) || a.ttl > Duration::from_secs(3600) {
+            bad(
+                "assertion.ttl",
+                format!(
+                    "`{}` must be between 1s and 1h; tokens are short-lived, e.g. 60s",
+                    humantime::format_duration(a.ttl)
+                ),
+            );
+        }
+        if a.audience.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            bad(
+                "assertion.audience",
+                "must not be blank; e.g. https://app.internal".into(),
+            );
+        }
     }
 
     /// The Redis keys: one topology, addresses that are Redis URLs, and nothing set that the

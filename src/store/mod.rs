@@ -18,7 +18,7 @@ use http::HeaderMap;
 use crate::clock::Clock;
 use crate::config::{Config, Store};
 use crate::metrics::Metrics;
-use crate::session::{CookieCodec, Session, UsedStates};
+use crate::session::{CookieCodec, Sealed, Session, UsedStates};
 use crate::user::User;
 use redis::{RedisConfigError, RedisStore};
 
@@ -106,12 +106,28 @@ impl Sessions {
 
     /// The request's valid, unexpired session, if any.
     pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
+        Ok(self.load_reissued(headers).await?.map(|(s, _)| s))
+    }
+
+    /// [`Sessions::load`], with the `Set-Cookie` value that re-issues the session cookie under
+    /// the current secret when it was sealed under one of `session.previous_secrets`.
+    pub async fn load_reissued(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(Session, Option<String>)>, StoreError> {
         match &self.backend {
-            Backend::Cookie => Ok(self.codec.session(headers)),
-            Backend::Redis(r) => match self.codec.session_ref(headers) {
+            Backend::Cookie => Ok(self.codec.session_sealed(headers).map(|(s, by)| {
+                let reissue = (by == Sealed::Previous).then(|| self.codec.session_cookie(&s));
+                (s, reissue)
+            })),
+            Backend::Redis(r) => match self.codec.session_ref_sealed(headers) {
                 // No cookie of ours: no need to ask Redis.
                 None => Ok(None),
-                Some(id) => r.load(&id.userid, &id.id).await,
+                Some((id, by)) => Ok(r.load(&id.userid, &id.id).await?.map(|s| {
+                    let reissue =
+                        (by == Sealed::Previous).then(|| self.codec.session_ref_cookie(&s));
+                    (s, reissue)
+                })),
             },
         }
     }

@@ -18,6 +18,8 @@ pub struct ProxyProcess {
     pub base: String,
     /// Its stderr, line by line.
     pub lines: mpsc::Receiver<String>,
+    /// The lines it logged up to and including "listening".
+    pub startup: Vec<String>,
     pub child: ChildGuard,
 }
 
@@ -36,7 +38,11 @@ impl ProxyProcess {
 /// Starts the binary on a free port against `fake`, with `env` on top of the basic settings
 /// (DingTalk endpoints and credentials, the test secret); returns once it is listening.
 pub fn start(fake: &FakeHandle, env: &[(&str, &str)]) -> ProxyProcess {
-    let port = free_port();
+    start_on(fake, free_port(), env)
+}
+
+/// [`start`] on `port` (a restart on the port of an earlier run).
+pub fn start_on(fake: &FakeHandle, port: u16, env: &[(&str, &str)]) -> ProxyProcess {
     let base = fake.base_url();
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
@@ -54,11 +60,12 @@ pub fn start(fake: &FakeHandle, env: &[(&str, &str)]) -> ProxyProcess {
         .stderr(Stdio::piped());
     let mut child = spawn_guarded(&mut cmd).expect("the binary starts");
     let lines = lines::read(child.take_stderr().expect("stderr"));
-    let p = ProxyProcess {
+    let mut p = ProxyProcess {
         base: format!("http://127.0.0.1:{port}"),
         lines,
+        startup: Vec::new(),
         child,
     };
-    p.lines_until("listening");
+    p.startup = p.lines_until("listening");
     p
 }

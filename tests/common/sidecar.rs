@@ -62,3 +62,30 @@ pub async fn assert_api_unauthenticated(front: &str) {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "unauthenticated");
 }
+
+/// Through `s.front`, a logged-in request carrying a forged `X-DingTalk-Assertion`: the app
+/// gets the sidecar's signed token when assertions are on (`signed`), else none at all (an
+/// empty value at most) — never the client's.
+pub async fn assert_assertion_passed_on(s: &Sidecar, session: &str, signed: bool) {
+    let r = super::client()
+        .get(format!("{}/app/page", s.front))
+        .header("cookie", session)
+        .header("accept", "application/json")
+        .header("x-dingtalk-assertion", "forged")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let echo: serde_json::Value = r.json().await.expect("echo JSON");
+    let got = super::seen(&echo, "x-dingtalk-assertion");
+    assert!(
+        !got.contains(&"forged"),
+        "the client's assertion reached the app: {got:?}"
+    );
+    if signed {
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].split('.').count(), 3, "a JWT: {got:?}");
+    } else {
+        assert!(got.iter().all(|v| v.is_empty()), "{got:?}");
+    }
+}
