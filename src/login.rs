@@ -369,13 +369,17 @@ pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Resp
 /// passing them on.
 fn identity_answer(app: &Shared, session: Option<&Session>) -> Response<Body> {
     let mut resp = response::status(StatusCode::OK);
-    for name in app.identity.names() {
-        resp.headers_mut()
-            .insert(name.clone(), HeaderValue::from_static(""));
-    }
+    let h = resp.headers_mut();
     if let Some(s) = session {
         for (name, value) in app.identity.values(s) {
-            resp.headers_mut().insert(name.clone(), value);
+            h.insert(name.clone(), value);
+        }
+    }
+    // Every name we own is answered, empty when there is no value: nginx copies each one,
+    // replacing whatever the client sent.
+    for name in app.identity.names() {
+        if !h.contains_key(name) {
+            h.insert(name.clone(), HeaderValue::from_static(""));
         }
     }
     // The assertion header is among the names above (empty unless signed here).

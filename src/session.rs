@@ -204,55 +204,70 @@ impl UsedStates {
 /// Session cookies this thread opened lately, by their exact sealed text: a browser sends the
 /// same cookie on every request, and opening it (base64, AES-GCM, JSON) is most of what a
 /// logged-in request costs us. Only authentic cookies are kept — an entry is made after the
-/// cookie opened — and a hit is the very same bytes, so it opens to the very same session;
+/// cookie opened — and a hit is the very same bytes, so it opens to the very same content;
 /// expiry is still judged on every request. Bounded: a thread's map is emptied when it is full.
-#[derive(Default)]
-struct OpenedCookies {
-    per_thread: thread_local::ThreadLocal<std::cell::RefCell<OpenedMap>>,
+/// `T` is what the cookie opened to (a session, or a server-side session's reference) and the
+/// key that opened it.
+struct OpenedCookies<T: Send> {
+    per_thread: thread_local::ThreadLocal<std::cell::RefCell<OpenedMap<T>>>,
 }
 
-/// Opened sessions by a keyed hash of their cookie's last bytes (the AES-GCM tag: random, so
-/// hashing the whole cookie buys nothing), with the whole cookie kept to compare on a hit.
-#[derive(Default)]
-struct OpenedMap {
+/// Opened cookies by a keyed hash of their last bytes (the AES-GCM tag: random, so hashing
+/// the whole cookie buys nothing), with the whole cookie kept to compare on a hit.
+struct OpenedMap<T> {
     hasher: std::hash::RandomState,
-    map: std::collections::HashMap<u64, (Box<str>, Opened)>,
+    map: std::collections::HashMap<u64, (Box<str>, T)>,
 }
 
-/// An opened session and the key that opened it.
-type Opened = (Session, Sealed);
+impl<T> Default for OpenedMap<T> {
+    fn default() -> Self {
+        OpenedMap {
+            hasher: std::hash::RandomState::new(),
+            map: std::collections::HashMap::new(),
+        }
+    }
+}
 
-/// Most sessions one thread keeps opened (about 1 KiB each).
+/// Most cookies one thread keeps opened (about 1 KiB each).
 const OPENED_PER_THREAD: usize = 2048;
 
-impl OpenedCookies {
-    fn get_or_open(&self, sealed: &str, open: impl FnOnce() -> Option<Opened>) -> Option<Opened> {
+impl<T: Send> Default for OpenedCookies<T> {
+    fn default() -> Self {
+        OpenedCookies {
+            per_thread: thread_local::ThreadLocal::new(),
+        }
+    }
+}
+
+impl<T: Clone + Send> OpenedCookies<T> {
+    fn get_or_open(&self, sealed: &str, open: impl FnOnce() -> Option<T>) -> Option<T> {
         let cell = self.per_thread.get_or_default();
         let key = {
             let opened = cell.borrow();
             let tail = &sealed.as_bytes()[sealed.len().saturating_sub(32)..];
             let key = std::hash::BuildHasher::hash_one(&opened.hasher, tail);
-            if let Some((text, session)) = opened.map.get(&key) {
+            if let Some((text, content)) = opened.map.get(&key) {
                 if **text == *sealed {
-                    return Some(session.clone());
+                    return Some(content.clone());
                 }
             }
             key
         };
-        let session = open()?;
+        let content = open()?;
         let mut opened = cell.borrow_mut();
         if opened.map.len() >= OPENED_PER_THREAD {
             opened.map.clear();
         }
-        opened.map.insert(key, (sealed.into(), session.clone()));
-        Some(session)
+        opened.map.insert(key, (sealed.into(), content.clone()));
+        Some(content)
     }
 }
 
 /// Seals and opens the proxy's cookies. Built once at start-up; cheap to use per request.
 #[derive(Clone)]
 pub struct CookieCodec {
-    opened: Arc<OpenedCookies>,
+    opened: Arc<OpenedCookies<(Session, Sealed)>>,
+    opened_refs: Arc<OpenedCookies<(SessionRef, Sealed)>>,
     key: Key,
     /// Keys from `session.previous_secrets`, tried in order after `key`.
     previous: Vec<Key>,
@@ -269,6 +284,7 @@ impl CookieCodec {
     pub fn new(config: &Config, clock: Clock) -> Result<CookieCodec, SecretTooShort> {
         Ok(CookieCodec {
             opened: Arc::default(),
+            opened_refs: Arc::default(),
             key: derive_key(config.session.secret.expose())?,
             previous: config
                 .session
@@ -313,7 +329,11 @@ impl CookieCodec {
     pub fn session_ref_sealed(&self, headers: &HeaderMap) -> Option<(SessionRef, Sealed)> {
         let now = self.clock.now_secs();
         find_cookies(headers, &self.name)
-            .filter_map(|sealed| self.open_sealed::<SessionRef>(&self.name, sealed))
+            .filter_map(|sealed| {
+                self.opened_refs.get_or_open(sealed, || {
+                    self.open_sealed::<SessionRef>(&self.name, sealed)
+                })
+            })
             .find(|(r, _)| now < r.expires_at && !r.id.is_empty())
     }
 
@@ -639,6 +659,32 @@ mod tests {
         old.expires_at = NOW - 1;
         assert_eq!(c.session(&headers(&c.session_cookie(&old))), None);
         assert_eq!(c.session(&headers("dap_session=garbage")), None);
+    }
+
+    /// The opened-cookie cache changes nothing a request sees: once the genuine cookie is
+    /// cached, a copy altered before its last bytes (same hash in the cache) still fails,
+    /// an expired cached session is still expired, and a cached session reference opens again.
+    #[test]
+    fn opened_cache_is_transparent() {
+        let clock = Clock::manual(NOW);
+        let mut cfg = Config::default();
+        cfg.session.secret = crate::config::Secret::new(SECRET);
+        let c = CookieCodec::new(&cfg, clock.clone()).unwrap();
+        let s = Session::new(user(), Duration::from_secs(60), NOW);
+        let set = c.session_cookie(&s);
+        assert_eq!(c.session(&headers(&set)), Some(s.clone()));
+        let (name, value) = set.split(';').next().unwrap().split_once('=').unwrap();
+        let mut altered = value.as_bytes().to_vec();
+        altered[4] = if altered[4] == b'A' { b'B' } else { b'A' };
+        let altered = format!("{name}={}", String::from_utf8(altered).unwrap());
+        assert_eq!(c.session(&headers(&altered)), None);
+        assert_eq!(c.session(&headers(&set)), Some(s.clone()), "still cached");
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(c.session(&headers(&set)), None, "expired, cached or not");
+        let r = c.session_ref_cookie(&Session::new(user(), Duration::from_secs(60), NOW + 60));
+        let first = c.session_ref(&headers(&r));
+        assert!(first.is_some());
+        assert_eq!(c.session_ref(&headers(&r)), first);
     }
 
     /// Two replicas configured with the same secret accept each other's cookies.
