@@ -126,15 +126,9 @@ fn doctor(config_file: Option<&std::path::Path>, userid: Option<String>) -> Exit
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dingtalk-auth-proxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let checks = runtime.block_on(doctor::run(&config, &doctor::Options { userid }));
     print!("{}", doctor::render(&checks));
@@ -195,15 +189,9 @@ fn init(args: InitArgs, config_file: Option<PathBuf>) -> ExitCode {
 /// `sessions list` / `sessions revoke`: straight to the store the config names.
 fn sessions(config: Config, action: SessionsAction) -> ExitCode {
     use dingtalk_auth_proxy::admin::{self, AdminError};
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dingtalk-auth-proxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async move {
         match action {
@@ -232,15 +220,9 @@ fn run(config: Config) -> ExitCode {
     // Thread per core (see `workers`): this thread serves one listener and runs the signal
     // handling and background tasks; one more thread per further core serves its own.
     let threads = dingtalk_auth_proxy::workers::default_threads();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build();
-    let runtime = match runtime {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dingtalk-auth-proxy: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         raise_file_limit();
@@ -265,6 +247,18 @@ fn run(config: Config) -> ExitCode {
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// A single-threaded runtime (every command's; `run` adds its worker threads itself), or the
+/// exit code after saying why there is none.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("dingtalk-auth-proxy: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// Raises the soft limit on open files to the hard one, as nginx (`worker_rlimit_nofile`) and

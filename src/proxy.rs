@@ -1,4 +1,5 @@
-//! Forwarding to the upstream app: a pooled hyper-util client, streaming bodies both ways
+//! Forwarding to the upstream app (over the per-thread connections of [`pool`](crate::pool)),
+//! streaming bodies both ways
 //! (optionally capped), hop-by-hop headers removed, `X-Forwarded-*` set, the session cookie
 //! withheld, WebSocket upgrades spliced through — and no other upgrade: `Upgrade: h2c` would
 //! hand the client a raw HTTP/2 connection to the app, past every check of ours.
@@ -42,7 +43,7 @@ pub enum ProxyError {
     UnexpectedUpgrade,
 }
 
-/// The upstream app and the pooled clients that talk to it. Built once at start-up.
+/// The upstream app and the connections to it. Built once at start-up.
 pub struct Upstream {
     /// The connections, per thread: a request is sent on a connection whose task runs on the
     /// thread that serves the request, as an nginx worker uses its own upstream connections.
