@@ -19,9 +19,14 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A listening socket on `addr` that other sockets of this process may share
+/// The first listening socket on `addr`, which the other threads' sockets then share
 /// (`SO_REUSEPORT`). Must be called inside a tokio runtime.
+///
+/// A plain bind comes first: it fails, as it always did, when anything already listens on the
+/// address — another copy of this proxy included, which `SO_REUSEPORT` alone would let share
+/// (and silently split) the traffic. It also turns port 0 into the port the others bind.
 pub fn listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let addr = std::net::TcpListener::bind(addr)?.local_addr()?;
     tokio::net::TcpListener::from_std(std_listener(addr)?)
 }
 

@@ -195,6 +195,28 @@ async fn thread_per_core_listeners_all_serve() {
         .expect("shutdown drains and returns");
 }
 
+/// A second proxy started on the address a thread-per-core proxy listens on is refused, as
+/// a plain bind would be: the listeners share the port among themselves, not with strangers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_proxy_on_the_same_port_is_refused() {
+    let app = start_app().await;
+    let fake = start_fake().await;
+    let h = common::start_against(fake, app.addr, |_| {}).await;
+    let mut config = h.config.clone();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let first = dingtalk_auth_proxy::start_threads(config.clone(), 2)
+        .await
+        .expect("starts");
+    config.listen = first.addr;
+    let second = dingtalk_auth_proxy::start_threads(config, 2).await;
+    assert!(
+        matches!(second, Err(dingtalk_auth_proxy::RunError::Bind { .. })),
+        "a second proxy on {} must not start",
+        first.addr
+    );
+    first.shutdown().await;
+}
+
 async fn start_fake() -> dingtalk_auth_proxy::fake::FakeHandle {
     dingtalk_auth_proxy::fake::FakeDingTalk::new()
         .user(common::wangwu())
