@@ -5,23 +5,24 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use http::header::ACCEPT;
 use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 
-use crate::access::Access;
 use crate::assertion::Assertion;
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::dingtalk::{DingTalk, DingTalkError};
 use crate::forwarded::TrustedProxies;
-use crate::identity::IdentityHeaders;
 use crate::metrics::Metrics;
 use crate::pages;
-use crate::proxy::{ProxyError, Upstream};
+use crate::proxy::ProxyError;
 use crate::response::{self, Body};
 use crate::revalidate::{Revalidator, Verdict};
+use crate::route::{Found, Route, Routes};
 use crate::session::{CookieCodec, Session};
 use crate::store::{Sessions, StoreError};
 
@@ -67,22 +68,20 @@ pub enum StartError {
     Config(#[from] ConfigError),
 }
 
-/// Everything a request needs, built once at start-up and shared by all connections.
+/// Everything a request needs, built from one config and shared by all connections. A
+/// reload (SIGHUP) builds a new one; requests already running keep the one they started with.
 pub struct Shared {
     /// The validated configuration.
     pub(crate) config: Config,
     /// Where sessions live (and the cookie codec that also seals login states).
     pub(crate) sessions: Arc<Sessions>,
-    /// The identity headers to strip and set.
-    pub(crate) identity: IdentityHeaders,
+    /// The route table: each app's upstream, identity headers and policy, and the union of
+    /// every route's header names (stripped from every request).
+    pub(crate) routes: Routes,
     /// The signed assertion (`[assertion]`), when enabled.
-    pub(crate) assertion: Option<Assertion>,
-    /// `[access]` rules.
-    pub(crate) access: Access,
+    pub(crate) assertion: Option<Arc<Assertion>>,
     /// The DingTalk client with its token cache.
     pub(crate) dingtalk: DingTalk,
-    /// The upstream, absent in auth-only mode.
-    pub(crate) upstream: Option<Upstream>,
     /// Counters.
     pub(crate) metrics: Arc<Metrics>,
     /// Periodic re-checks of sessions against DingTalk.
@@ -95,13 +94,34 @@ pub struct Shared {
     pub(crate) uri_header: Option<http::HeaderName>,
     /// `{auth_prefix}/callback`.
     pub(crate) callback_path: String,
-    /// `{public_url}{auth_prefix}/callback`, DingTalk's `redirect_uri`.
+    /// `{login origin}{auth_prefix}/callback`, DingTalk's `redirect_uri`.
     pub(crate) callback_url: String,
+    /// Where logins run: `auth_host` (with `public_url`'s scheme and port), else `public_url`.
+    pub(crate) login_origin: String,
 }
 
-/// A cheap-to-clone handle to the proxy's shared state.
+/// A cheap-to-clone handle to the proxy's shared state; every clone sees a reload.
 #[derive(Clone)]
-pub struct App(Arc<Shared>);
+pub struct App(Arc<ArcSwap<Shared>>);
+
+/// The keys a reload cannot change (read at start only), each with why.
+const RESTART_ONLY: &[(&str, &str)] = &[
+    ("listen", "the listening sockets are bound at start"),
+    ("admin_listen", "the listening sockets are bound at start"),
+    (
+        "session",
+        "the session secret, cookie and store are fixed while sessions are open",
+    ),
+    (
+        "limits",
+        "every connection is held to the limits it started with",
+    ),
+    (
+        "audit",
+        "the audit file is opened at start (SIGUSR1 reopens it)",
+    ),
+    ("log_format", "logging is set up at start"),
+];
 
 impl App {
     /// Builds clients, keys and rules from `config`. No network I/O.
@@ -117,6 +137,115 @@ impl App {
     /// [`App::with_clock`], recording audit events to `audit`.
     pub fn build(config: Config, clock: Clock, audit: Audit) -> Result<App, StartError> {
         config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let sessions = Arc::new(
+            Sessions::from_config(
+                &config,
+                CookieCodec::new(&config, clock.clone())
+                    .map_err(|e| invalid("session.secret", e))?,
+                metrics.clone(),
+            )
+            .map_err(|e| invalid(e.key, e.message))?,
+        );
+        let revalidator = Revalidator::new(
+            config.session.revalidate,
+            config.dingtalk.timeout,
+            config.session.ttl,
+            clock.clone(),
+            audit.clone(),
+            metrics.clone(),
+        );
+        let kept = Kept {
+            sessions,
+            revalidator,
+            metrics,
+            audit,
+            clock,
+            dingtalk: None,
+            assertion: None,
+        };
+        let shared = Shared::build(config, kept)?;
+        Ok(App(Arc::new(ArcSwap::from_pointee(shared))))
+    }
+
+    /// The shared state as of now (a reload replaces it; this one stays whole while held).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.0.load_full()
+    }
+
+    /// The session store (tests and the operator's commands reach sessions through it).
+    pub fn sessions(&self) -> Arc<Sessions> {
+        self.0.load().sessions.clone()
+    }
+
+    /// Takes `config` for every request from now on; requests already running finish with
+    /// the config they started with. Keys a reload cannot change ([`RESTART_ONLY`]) keep
+    /// their running values; the returned lines say which were changed in vain. The DingTalk
+    /// client (and its token) and the assertion keys are kept when their sections are
+    /// unchanged. An invalid config changes nothing.
+    pub fn reload(&self, mut config: Config) -> Result<Vec<String>, StartError> {
+        let old = self.shared();
+        let mut ignored = Vec::new();
+        let mut keep = |key: &str, changed: bool| {
+            if changed {
+                let why = RESTART_ONLY
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map_or("", |(_, why)| *why);
+                ignored.push(format!(
+                    "{key} changed, but only a restart applies it ({why}); keeping the running value"
+                ));
+            }
+        };
+        keep("listen", config.listen != old.config.listen);
+        keep(
+            "admin_listen",
+            config.admin_listen != old.config.admin_listen,
+        );
+        keep("session", config.session != old.config.session);
+        keep("limits", config.limits != old.config.limits);
+        keep("audit", config.audit != old.config.audit);
+        keep("log_format", config.log_format != old.config.log_format);
+        config.listen = old.config.listen;
+        config.admin_listen = old.config.admin_listen;
+        config.session = old.config.session.clone();
+        config.limits = old.config.limits.clone();
+        config.audit = old.config.audit.clone();
+        config.log_format = old.config.log_format;
+        config.validate()?;
+        let kept = Kept {
+            sessions: old.sessions.clone(),
+            revalidator: old.revalidator.clone(),
+            metrics: old.metrics.clone(),
+            audit: old.audit.clone(),
+            clock: old.clock().clone(),
+            dingtalk: (config.dingtalk == old.config.dingtalk).then(|| old.dingtalk.clone()),
+            assertion: old
+                .assertion
+                .clone()
+                .filter(|_| config.assertion == old.config.assertion),
+        };
+        let shared = Shared::build(config, kept)?;
+        self.0.store(Arc::new(shared));
+        Ok(ignored)
+    }
+}
+
+/// What a reload carries over from the running state: sessions and their replay memory,
+/// revalidation's memory, counters, the audit writer — and, when their sections did not
+/// change, the DingTalk client (its token) and the assertion signer (its keys).
+struct Kept {
+    sessions: Arc<Sessions>,
+    revalidator: Revalidator,
+    metrics: Arc<Metrics>,
+    audit: Audit,
+    clock: Clock,
+    dingtalk: Option<DingTalk>,
+    assertion: Option<Arc<Assertion>>,
+}
+
+impl Shared {
+    fn build(config: Config, kept: Kept) -> Result<Shared, StartError> {
         let uri_header = match config.verify.uri_header.as_str() {
             h if h.eq_ignore_ascii_case("auto") => None,
             h => Some(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
@@ -126,68 +255,38 @@ impl App {
                 }
             })?),
         };
-        let metrics = Arc::new(Metrics::new());
-        let dingtalk = DingTalk::with_metrics(&config.dingtalk, Some(metrics.clone()))?;
-        let upstream = match &config.upstream {
-            Some(url) => Some(Upstream::new(
-                url,
-                config.upstream_timeout,
-                config.secure_cookies(),
-                &config.session.cookie_name,
-                config.limits.max_body_bytes,
-            )?),
-            None => None,
+        let dingtalk = match kept.dingtalk {
+            Some(d) => d,
+            None => DingTalk::with_metrics(&config.dingtalk, Some(kept.metrics.clone()))?,
         };
-        let assertion = Assertion::from_config(&config, clock.clone())
-            .map_err(|e| invalid(e.config_key(), &e))?;
         // The assertion's header is ours whether or not assertions are on: always stripped.
         let assertion_header = http::HeaderName::from_bytes(config.assertion.header.as_bytes())
             .map_err(|e| invalid("assertion.header", e))?;
+        let routes = Routes::from_config(&config, &assertion_header)?;
+        let assertion = match kept.assertion {
+            Some(a) => Some(a),
+            None => Assertion::from_config(&config, kept.clock.clone())
+                .map_err(|e| invalid(e.config_key(), &e))?
+                .map(Arc::new),
+        };
         let callback_path = format!("{}/callback", config.auth_prefix);
-        let callback_url = format!("{}{}", config.public_origin(), callback_path);
-        Ok(App(Arc::new(Shared {
-            sessions: Arc::new(
-                Sessions::from_config(
-                    &config,
-                    CookieCodec::new(&config, clock.clone())
-                        .map_err(|e| invalid("session.secret", e))?,
-                    metrics.clone(),
-                )
-                .map_err(|e| invalid(e.key, e.message))?,
-            ),
-            identity: IdentityHeaders::new(&config.headers)
-                .map_err(|e| invalid("headers", e))?
-                .also_strip(&assertion_header),
+        let login_origin = config.login_origin();
+        let callback_url = format!("{login_origin}{callback_path}");
+        Ok(Shared {
+            sessions: kept.sessions,
+            routes,
             assertion,
-            access: Access::new(&config.access).map_err(|e| invalid("access.skip_auth", e))?,
             dingtalk,
-            upstream,
-            revalidator: Revalidator::new(
-                config.session.revalidate,
-                config.dingtalk.timeout,
-                config.session.ttl,
-                clock,
-                audit.clone(),
-                metrics.clone(),
-            ),
-            metrics,
-            audit,
+            revalidator: kept.revalidator,
+            metrics: kept.metrics,
+            audit: kept.audit,
             trusted: TrustedProxies::new(&config.trusted_proxies),
             uri_header,
             callback_path,
             callback_url,
+            login_origin,
             config,
-        })))
-    }
-
-    /// The shared state.
-    pub fn shared(&self) -> &Shared {
-        &self.0
-    }
-
-    /// The session store (tests and the operator's commands reach sessions through it).
-    pub fn sessions(&self) -> &Sessions {
-        &self.0.sessions
+        })
     }
 }
 
@@ -287,23 +386,19 @@ impl Shared {
         headers: &HeaderMap,
         uri: &http::Uri,
     ) -> Response<Body> {
-        let rd = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let rd = self.return_to(headers, uri.path_and_query().map_or("/", |p| p.as_str()));
         if is_navigation(method, headers) {
             self.metrics.request("redirected");
-            response::redirect(&self.login_url(rd, false))
+            response::redirect(&self.login_link(&rd, false))
         } else {
             self.metrics.request("unauthenticated");
-            self.unauthenticated_json(rd)
+            self.unauthenticated_json(&rd)
         }
     }
 
     /// `401 {"error":"unauthenticated","login_url":…}`.
     pub fn unauthenticated_json(&self, rd: &str) -> Response<Body> {
-        let login_url = format!(
-            "{}{}",
-            self.config.public_origin(),
-            self.login_url(rd, false)
-        );
+        let login_url = format!("{}{}", self.login_origin, self.login_url(rd, false));
         let mut resp = response::json(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "unauthenticated", "login_url": login_url}),
@@ -325,10 +420,98 @@ impl Shared {
         format!("{}/login?{}", self.config.auth_prefix, q.finish())
     }
 
+    /// Where a login for a request to `path_and_query` should return: the path itself, or
+    /// with `auth_host` and a request on another host, that host's absolute URL.
+    pub(crate) fn return_to(&self, headers: &HeaderMap, path_and_query: &str) -> String {
+        match self.other_host(headers) {
+            Some(host) => format!("{}://{host}{path_and_query}", self.scheme()),
+            None => path_and_query.to_string(),
+        }
+    }
+
+    /// With `auth_host`, the `Host` of a request for another host (as sent, with its port);
+    /// `None` on the login host itself, or without `auth_host`.
+    pub(crate) fn other_host<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+        let auth_host = self.config.auth_host.as_deref()?;
+        let raw = headers.get(http::header::HOST)?.to_str().ok()?;
+        let host = crate::route::host_only(raw)?;
+        let auth = crate::route::host_only(auth_host).unwrap_or(auth_host);
+        (!host.eq_ignore_ascii_case(auth)).then_some(raw)
+    }
+
+    /// The login URL for `rd`: relative, or with `auth_host` absolute at the login host.
+    pub(crate) fn login_link(&self, rd: &str, qr: bool) -> String {
+        if self.config.auth_host.is_some() {
+            format!("{}{}", self.login_origin, self.login_url(rd, qr))
+        } else {
+            self.login_url(rd, qr)
+        }
+    }
+
+    /// `http` or `https`, as users reach us (`public_url`'s scheme).
+    fn scheme(&self) -> &str {
+        self.config
+            .public_url
+            .as_ref()
+            .map_or("http", |u| u.scheme())
+    }
+
+    /// A hostile `rd` made safe: a same-origin path; or, with `auth_host`, an absolute URL
+    /// of the login host or of a host that a route serves under the cookie domain (same
+    /// scheme and port as the login host); anything else is `/`.
+    pub fn checked_rd(&self, rd: Option<&str>) -> String {
+        match rd {
+            Some(rd) if rd.starts_with('/') => crate::redirect::safe_rd(Some(rd)),
+            Some(rd) => self.routed_url(rd).unwrap_or_else(|| "/".to_string()),
+            None => "/".to_string(),
+        }
+    }
+
+    fn routed_url(&self, rd: &str) -> Option<String> {
+        let auth_host = self.config.auth_host.as_deref()?;
+        if rd.len() > 2048 || rd.bytes().any(|b| b == b'\\' || b <= b' ' || b == 0x7f) {
+            return None;
+        }
+        let url = url::Url::parse(rd).ok()?;
+        let login = url::Url::parse(&self.login_origin).ok()?;
+        let same_place = url.scheme() == login.scheme()
+            && url.port_or_known_default() == login.port_or_known_default()
+            && url.username().is_empty()
+            && url.password().is_none();
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return None;
+        };
+        let auth = crate::route::host_only(auth_host).unwrap_or(auth_host);
+        let domain = self.config.session.cookie_domain.trim_start_matches('.');
+        let under = host.eq_ignore_ascii_case(domain)
+            || host
+                .to_ascii_lowercase()
+                .ends_with(&format!(".{}", domain.to_ascii_lowercase()));
+        let served = host.eq_ignore_ascii_case(auth) || (under && self.routes.serves_host(host));
+        (same_place && served).then(|| url.to_string())
+    }
+
+    /// The route a login for `rd` is for (its `[access]` decides whether the login may
+    /// finish): an absolute `rd` names its host, a path is on the request's own host.
+    pub(crate) fn route_for_rd(&self, rd: &str, headers: &HeaderMap) -> Option<&Route> {
+        let (host, path) = match url::Url::parse(rd) {
+            Ok(u) => (u.host_str().map(str::to_string), u.path().to_string()),
+            Err(_) => (
+                crate::route::request_host(headers, &http::Uri::from_static("/"))
+                    .map(str::to_string),
+                rd.split(['?', '#']).next().unwrap_or("/").to_string(),
+            ),
+        };
+        match self.routes.find(host.as_deref(), Some(&path)) {
+            Found::Route(r) => Some(r),
+            Found::NotServed | Found::Ambiguous => None,
+        }
+    }
+
     /// A login that lets the user pick another DingTalk account: the QR flow, asking DingTalk
     /// for consent again.
     pub fn switch_account_url(&self, rd: &str) -> String {
-        format!("{}&prompt=login", self.login_url(rd, true))
+        format!("{}&prompt=login", self.login_link(rd, true))
     }
 
     /// DingTalk's OAuth page URL for a browser login with this `state`.
@@ -361,22 +544,24 @@ impl Shared {
     /// identity), anything else gets [`Decision::StoreDown`].
     pub async fn decide(
         &self,
+        route: &Route,
         path: Option<&str>,
         headers: &HeaderMap,
     ) -> (Decision, Option<String>) {
-        let skip = path.is_some_and(|p| self.access.skips(p));
+        let access = &route.access;
+        let skip = path.is_some_and(|p| access.skips(p));
         let (session, set_cookie) = match self.current_session(headers).await {
             Ok(current) => current,
             Err(_) if skip => (None, None),
             Err(e) => return (Decision::StoreDown(e), None),
         };
         if skip {
-            let session = session.filter(|s| self.access.allows(s));
+            let session = session.filter(|s| access.allows(s));
             return (Decision::Skip(session), set_cookie);
         }
         let decision = match session {
             None => Decision::Unauthenticated,
-            Some(s) if self.access.allows(&s) => Decision::Allow(s),
+            Some(s) if access.allows(&s) => Decision::Allow(s),
             Some(s) => Decision::Forbidden(s),
         };
         (decision, set_cookie)

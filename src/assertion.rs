@@ -180,7 +180,8 @@ pub struct Assertion {
     corp_id: String,
     ttl: u64,
     clock: Clock,
-    cache: DashMap<String, Cached>,
+    /// Per audience (each route's `aud`), the tokens of each session.
+    caches: DashMap<Box<str>, DashMap<String, Cached>>,
 }
 
 impl Assertion {
@@ -233,7 +234,7 @@ impl Assertion {
             corp_id: config.dingtalk.corp_id.clone(),
             ttl: a.ttl.as_secs().max(1),
             clock,
-            cache: DashMap::new(),
+            caches: DashMap::new(),
         }))
     }
 
@@ -257,16 +258,29 @@ impl Assertion {
         &self.audience
     }
 
-    /// The assertion for `session`: a cached token while it has more than half its lifetime
-    /// left, else a newly signed one. `None` only if signing failed (logged).
+    /// The assertion for `session` with the default audience ([`Assertion::audience`]).
     pub fn token(&self, session: &Session) -> Option<HeaderValue> {
+        self.token_for(session, &self.audience)
+    }
+
+    /// The assertion for `session` addressed to `audience` (the route's `aud`): a cached
+    /// token while it has more than half its lifetime left, else a newly signed one. `None`
+    /// only if signing failed (logged).
+    pub fn token_for(&self, session: &Session, audience: &str) -> Option<HeaderValue> {
         let now = self.clock.now_secs();
         let name = if session.id.is_empty() {
             session.userid()
         } else {
             session.id.as_str()
         };
-        if let Some(c) = self.cache.get(name) {
+        let cache = match self.caches.get(audience) {
+            Some(c) => c,
+            None => {
+                self.caches.entry(audience.into()).or_default();
+                self.caches.get(audience)?
+            }
+        };
+        if let Some(c) = cache.get(name) {
             if c.checked_at == session.checked_at
                 && c.issued_at == session.issued_at
                 && now < c.reuse_until
@@ -274,11 +288,11 @@ impl Assertion {
                 return Some(c.token.clone());
             }
         }
-        let token = self.sign(session, now)?;
-        if self.cache.len() >= MAX_CACHED {
-            self.prune(now);
+        let token = self.sign(session, audience, now)?;
+        if cache.len() >= MAX_CACHED {
+            prune(&cache, now);
         }
-        self.cache.insert(
+        cache.insert(
             name.to_string(),
             Cached {
                 checked_at: session.checked_at,
@@ -292,24 +306,15 @@ impl Assertion {
 
     /// How many sessions' tokens are cached (tests, and the bound's proof).
     pub fn cached(&self) -> usize {
-        self.cache.len()
-    }
-
-    /// Drops tokens no longer reused; when most are still fresh, drops them all, so the next
-    /// pass is at least [`MAX_CACHED`]` / 2` inserts away (amortised O(1) per insert).
-    fn prune(&self, now: u64) {
-        self.cache.retain(|_, c| now < c.reuse_until);
-        if self.cache.len() >= MAX_CACHED / 2 {
-            self.cache.clear();
-        }
+        self.caches.iter().map(|c| c.len()).sum()
     }
 
     /// Signs a new token for `session` at `now`.
-    fn sign(&self, session: &Session, now: u64) -> Option<HeaderValue> {
+    fn sign(&self, session: &Session, audience: &str, now: u64) -> Option<HeaderValue> {
         let u = &session.user;
         let claims = Claims {
             iss: &self.issuer,
-            aud: &self.audience,
+            aud: audience,
             sub: &u.userid,
             iat: now,
             exp: now + self.ttl,
@@ -328,6 +333,15 @@ impl Assertion {
                 None
             }
         }
+    }
+}
+
+/// Drops tokens no longer reused; when most are still fresh, drops them all, so the next
+/// pass is at least [`MAX_CACHED`]` / 2` inserts away (amortised O(1) per insert).
+fn prune(cache: &DashMap<String, Cached>, now: u64) {
+    cache.retain(|_, c| now < c.reuse_until);
+    if cache.len() >= MAX_CACHED / 2 {
+        cache.clear();
     }
 }
 
@@ -500,8 +514,10 @@ mod tests {
         let a = Assertion::from_config(&config(), Clock::manual(NOW))
             .unwrap()
             .unwrap();
+        a.token(&session()).unwrap();
+        let cache = a.caches.get(a.audience()).unwrap();
         for _ in 0..(MAX_CACHED + 10) {
-            a.cache.insert(
+            cache.insert(
                 URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
                 Cached {
                     checked_at: 0,
@@ -510,10 +526,11 @@ mod tests {
                     token: HeaderValue::from_static("x"),
                 },
             );
-            if a.cache.len() >= MAX_CACHED {
-                a.prune(NOW);
+            if cache.len() >= MAX_CACHED {
+                prune(&cache, NOW);
             }
         }
+        drop(cache);
         assert!(a.cached() <= MAX_CACHED);
         a.token(&session()).unwrap();
         assert!(a.cached() <= MAX_CACHED);

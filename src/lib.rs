@@ -21,6 +21,7 @@
 //! - [`assertion`]: the signed identity JWT for upstreams, its keys, the JWKS, the token cache.
 //! - [`access`]: `[access]` rules: allowed users and departments, `skip_auth` paths.
 //! - [`forwarded`]: `trusted_proxies`: whose `X-Forwarded-*` and URI headers count.
+//! - [`route`]: `[[routes]]`: which app a request is for, with its headers and policy.
 //! - [`proxy`]: forwarding to the upstream (hop-by-hop, `X-Forwarded-*`, WebSocket).
 //! - [`pool`]: the upstream connections, kept per thread for reuse.
 //! - [`app`]: the shared state; the current session and the one access decision both modes use.
@@ -61,6 +62,7 @@ pub mod redirect;
 pub mod request_id;
 pub mod response;
 pub mod revalidate;
+pub mod route;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -16,6 +16,7 @@ use crate::dingtalk::DingTalkError;
 use crate::pages;
 use crate::redirect::safe_rd;
 use crate::response::{self, Body};
+use crate::route::{Found, Route};
 use crate::session::{LoginState, Session, LOGIN_STATE_TTL};
 use crate::user::FIELDS;
 
@@ -68,16 +69,49 @@ fn random_token() -> String {
 /// `return 302 /_auth/login?rd=$request_uri` sends the original path and query raw: a query
 /// that starts with `rd=/` (an unencoded slash) carries everything after `rd=` as the path.
 pub fn login_rd(query: Option<&str>) -> String {
+    safe_rd(raw_rd(query).as_deref())
+}
+
+/// The `rd` of a login URL as sent (see [`login_rd`]), before any check.
+pub fn raw_rd(query: Option<&str>) -> Option<String> {
     match query.and_then(|q| q.strip_prefix("rd=")) {
-        Some(raw) if raw.starts_with('/') => safe_rd(Some(raw)),
-        _ => safe_rd(query_param(query, "rd").as_deref()),
+        Some(raw) if raw.starts_with('/') => Some(raw.to_string()),
+        _ => query_param(query, "rd"),
     }
 }
 
 /// `GET {prefix}/login?rd=…[&flow=qr]`. A browser that already has a valid session goes
 /// straight to `rd`, unless `flow` or `prompt` asks for a new login (switching accounts).
 pub async fn login(app: &Shared, headers: &HeaderMap, query: Option<&str>) -> Response<Body> {
-    let rd = login_rd(query);
+    let raw = raw_rd(query);
+    // With `auth_host`, every login runs there: a login opened on an app's host moves over,
+    // its `rd` made absolute so the user comes back to that host.
+    if let Some(host) = app.other_host(headers) {
+        let rd = match raw.as_deref() {
+            Some(r) if r.starts_with('/') => app.return_to(headers, &safe_rd(Some(r))),
+            other => app.checked_rd(other),
+        };
+        let rd = if rd == "/" {
+            app.return_to(headers, "/")
+        } else {
+            rd
+        };
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        q.append_pair("rd", &rd);
+        for name in ["flow", "prompt"] {
+            if let Some(v) = query_param(query, name) {
+                q.append_pair(name, &v);
+            }
+        }
+        tracing::debug!(%host, "login moves to auth_host");
+        return response::redirect(&format!(
+            "{}{}/login?{}",
+            app.login_origin,
+            app.config.auth_prefix,
+            q.finish()
+        ));
+    }
+    let rd = app.checked_rd(raw.as_deref());
     let flow = query_param(query, "flow");
     let force_qr = flow.as_deref() == Some("qr");
     let kind = client_kind(headers);
@@ -288,7 +322,11 @@ async fn callback_inner(
         return pages::inactive(&user.userid, &app.switch_account_url(&saved.rd));
     }
     let session = Session::new(user, app.codec().ttl(), now);
-    if !app.access.allows(&session) {
+    // The policy of the app the user is going to (one login opens every route it allows).
+    let access = app
+        .route_for_rd(&saved.rd, headers)
+        .map_or(app.routes.default_access(), |r| &r.access);
+    if !access.allows(&session) {
         app.metrics.login("forbidden");
         attempt.denied(&session.user);
         return pages::forbidden(session.userid());
@@ -330,15 +368,23 @@ fn dingtalk_error_page(e: &DingTalkError, retry: &str) -> Response<Body> {
 /// `skip_auth` is judged on the original URI the front server reports (see [`original_path`]).
 pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Response<Body> {
     let path = original_path(app, headers, peer);
-    let (decision, set_cookie) = app.decide(path, headers).await;
+    let route = match app.routes.find(original_host(app, headers, peer), path) {
+        Found::Route(r) => r,
+        // Not ours to allow: nginx shows 403 (anything but 2xx/401/403 would be its 500).
+        Found::NotServed | Found::Ambiguous => {
+            app.metrics.verify("forbidden");
+            return response::status(StatusCode::FORBIDDEN);
+        }
+    };
+    let (decision, set_cookie) = app.decide(route, path, headers).await;
     let mut resp = match decision {
         Decision::Allow(s) => {
             app.metrics.verify("ok");
-            identity_answer(app, Some(&s))
+            identity_answer(app, route, Some(&s))
         }
         Decision::Skip(s) => {
             app.metrics.verify("skip");
-            identity_answer(app, s.as_ref())
+            identity_answer(app, route, s.as_ref())
         }
         Decision::Forbidden(s) => {
             app.metrics.verify("forbidden");
@@ -367,24 +413,24 @@ pub async fn verify(app: &Shared, headers: &HeaderMap, peer: SocketAddr) -> Resp
 /// empty when there is no user or no such value (or assertions are off) — web servers that
 /// copy them (Caddy's copy_headers) then overwrite the client's own with nothing instead of
 /// passing them on.
-fn identity_answer(app: &Shared, session: Option<&Session>) -> Response<Body> {
+fn identity_answer(app: &Shared, route: &Route, session: Option<&Session>) -> Response<Body> {
     let mut resp = response::status(StatusCode::OK);
     let h = resp.headers_mut();
     if let Some(s) = session {
-        for (name, value) in app.identity.values(s) {
+        for (name, value) in route.identity.values(s) {
             h.insert(name.clone(), value);
         }
     }
-    // Every name we own is answered, empty when there is no value: nginx copies each one,
-    // replacing whatever the client sent.
-    for name in app.identity.names() {
+    // Every name we own (on any route) is answered, empty when there is no value: nginx
+    // copies each one, replacing whatever the client sent.
+    for name in app.routes.all_headers().names() {
         if !h.contains_key(name) {
             h.insert(name.clone(), HeaderValue::from_static(""));
         }
     }
     // The assertion header is among the names above (empty unless signed here).
     if let (Some(a), Some(s)) = (&app.assertion, session) {
-        if let Some(token) = a.token(s) {
+        if let Some(token) = a.token_for(s, &route.audience) {
             resp.headers_mut().insert(a.header().clone(), token);
         }
     }
@@ -454,6 +500,27 @@ pub fn original_path<'a>(
     found
 }
 
+/// The host the front server asks about: its `X-Forwarded-Host` when the peer is trusted,
+/// else the request's own `Host` (nginx's `auth_request` subrequest keeps the original one).
+pub fn original_host<'a>(
+    app: &Shared,
+    headers: &'a HeaderMap,
+    peer: SocketAddr,
+) -> Option<&'a str> {
+    if !app.routes.by_host() {
+        return None;
+    }
+    let forwarded = app
+        .trusted
+        .trusts(peer.ip())
+        .then(|| headers.get("x-forwarded-host")?.to_str().ok())
+        .flatten();
+    match forwarded {
+        Some(h) => crate::route::host_only(h.split(',').next().unwrap_or(h).trim()),
+        None => crate::route::host_only(headers.get(http::header::HOST)?.to_str().ok()?),
+    }
+}
+
 /// nginx's conventional header for the original request URI (`$request_uri`).
 pub static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
 /// Caddy's and Traefik's header for the original request URI.
@@ -512,7 +579,7 @@ pub async fn logout(
             .record(Event::new("logout").session(&s).client(client, headers));
     }
     let mut resp = match query_param(query, "rd") {
-        Some(rd) => response::redirect(&safe_rd(Some(&rd))),
+        Some(rd) => response::redirect(&app.checked_rd(Some(&rd))),
         None => pages::signed_out(&app.login_url("/", false)),
     };
     response::set_cookie(&mut resp, &clear);

@@ -101,12 +101,16 @@ fn main() -> ExitCode {
         Command::CheckConfig => match load() {
             Ok(config) => {
                 print!("{}", config.redacted_toml());
+                print!("{}", dingtalk_auth_proxy::route::table(&config));
                 println!("# config ok");
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
-        Command::Run => load().map_or_else(|code| code, run),
+        Command::Run => match load() {
+            Ok(config) => run(config, config_file),
+            Err(code) => code,
+        },
         Command::Sessions { action } => match load() {
             Ok(config) => sessions(config, action),
             Err(code) => code,
@@ -215,7 +219,7 @@ fn sessions(config: Config, action: SessionsAction) -> ExitCode {
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, config_file: Option<PathBuf>) -> ExitCode {
     dingtalk_auth_proxy::init_logging(config.log_format);
     // Thread per core (see `workers`): this thread serves one listener and runs the signal
     // handling and background tasks; one more thread per further core serves its own.
@@ -226,9 +230,10 @@ fn run(config: Config) -> ExitCode {
     };
     runtime.block_on(async move {
         raise_file_limit();
-        let mode = match &config.upstream {
-            Some(u) => format!("reverse proxy to {u}"),
-            None => "auth-only (verify endpoint for nginx auth_request)".to_string(),
+        let mode = match (&config.upstream, config.routes.len()) {
+            (_, n) if n > 0 => format!("reverse proxy, {n} route(s)"),
+            (Some(u), _) => format!("reverse proxy to {u}"),
+            (None, _) => "auth-only (verify endpoint for nginx auth_request)".to_string(),
         };
         let started = dingtalk_auth_proxy::start_threads(config, threads).await;
         let running = match started {
@@ -242,7 +247,7 @@ fn run(config: Config) -> ExitCode {
         if let Some(admin) = running.admin_addr {
             tracing::info!(addr = %admin, "admin listening (/metrics /healthz /readyz)");
         }
-        shutdown_signal().await;
+        serve_until_shutdown(&running, config_file.as_deref()).await;
         tracing::info!("shutting down");
         running.shutdown().await;
         ExitCode::SUCCESS
@@ -268,6 +273,61 @@ fn raise_file_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
+/// Waits for the shutdown signal; meanwhile each SIGHUP reloads the config file and the
+/// environment. A valid config serves new requests (requests and WebSockets already open
+/// finish on the old one); an invalid one is refused, one line per problem, and the running
+/// config keeps serving.
+async fn serve_until_shutdown(
+    running: &dingtalk_auth_proxy::Running,
+    file: Option<&std::path::Path>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: reloading is off");
+            return shutdown_signal().await;
+        };
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = hup.recv() => reload(running, file),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        shutdown_signal().await;
+    }
+}
+
+/// One reload: the file and environment read again, checked, and taken or refused.
+fn reload(running: &dingtalk_auth_proxy::Running, file: Option<&std::path::Path>) {
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            for line in e.lines() {
+                tracing::error!(
+                    "reload refused, the running config keeps serving: invalid config: {line}"
+                );
+            }
+            return;
+        }
+    };
+    match running.app.reload(config) {
+        Ok(ignored) => {
+            for line in ignored {
+                tracing::warn!("reload: {line}");
+            }
+            tracing::info!("config reloaded");
+        }
+        Err(e) => tracing::error!("reload refused, the running config keeps serving: {e}"),
     }
 }
 

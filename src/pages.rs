@@ -215,3 +215,18 @@ pub fn app_error(status: StatusCode, zh: &str, en: &str, retry: &str) -> Respons
         CSP_STATIC,
     )
 }
+
+/// "This host (or path) is not served here" (404): no route of the proxy matches.
+pub fn not_served(host: &str) -> Response<Body> {
+    let body = format!(
+        "<h1 class=\"err\">此地址未配置应用</h1><p>该网址没有对应的应用，请检查地址是否正确。</p>\
+<p class=\"en\">No application is served at this address. Check the address, or ask the administrator to add a route for it.</p>\
+<p class=\"detail\">host: {}</p>",
+        text(host)
+    );
+    response::html(
+        StatusCode::NOT_FOUND,
+        layout("未找到应用 · Not served", &body, ""),
+        CSP_STATIC,
+    )
+}

@@ -19,6 +19,7 @@ use crate::pages;
 use crate::proxy::Forward;
 use crate::request_id;
 use crate::response::{self, Body};
+use crate::route::{self, Found, Route};
 
 impl App {
     /// Handles one request from `peer`: gives it a request id (kept from the client when
@@ -35,7 +36,9 @@ impl App {
     }
 
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        // One config for the whole request, even if a reload happens meanwhile.
         let app = self.shared();
+        let app = &*app;
         let prefix = app.config.auth_prefix.as_str();
         let path = req.uri().path();
         if let Some(rest) = path.strip_prefix(prefix) {
@@ -45,19 +48,48 @@ impl App {
                 return login::handle(app, method, rest, headers, query, peer).await;
             }
         }
-        let Some(upstream) = &app.upstream else {
+        let mut req = req;
+        // 1. Never let a client speak for the user: every header any route trusts goes.
+        app.routes.all_headers().strip(req.headers_mut());
+        let host = if app.routes.by_host() {
+            route::request_host(req.headers(), req.uri())
+        } else {
+            None
+        };
+        let route = match app.routes.find(host, Some(req.uri().path())) {
+            Found::Route(r) => r,
+            Found::NotServed => {
+                app.metrics.request("not_found");
+                let host = host.unwrap_or("-");
+                return if is_navigation(req.method(), req.headers()) {
+                    pages::not_served(host)
+                } else {
+                    response::text_owned(
+                        StatusCode::NOT_FOUND,
+                        format!("not found: no route serves host {host} at this path\n"),
+                    )
+                };
+            }
+            Found::Ambiguous => {
+                app.metrics.request("bad_request");
+                return response::text(
+                    StatusCode::BAD_REQUEST,
+                    "bad request: this path reads as another route's to the app server; send it in plain form\n",
+                );
+            }
+        };
+        let Some(upstream) = &route.upstream else {
             app.metrics.request("not_found");
             return response::text(
                 StatusCode::NOT_FOUND,
                 "not found (auth-only mode: only the auth endpoints are served)\n",
             );
         };
-        let mut req = req;
-        // 1. Never let a client speak for the user.
-        app.identity.strip(req.headers_mut());
         let forwarded_for = app.trusted.forwarded_for(peer, req.headers());
         // 2. One decision, on the request's own path (never its query or forwarded headers).
-        let (decision, set_cookie) = app.decide(Some(req.uri().path()), req.headers()).await;
+        let (decision, set_cookie) = app
+            .decide(route, Some(req.uri().path()), req.headers())
+            .await;
         let session = match decision {
             Decision::Skip(session) => {
                 app.metrics.request("skipped");
@@ -89,15 +121,15 @@ impl App {
                 return resp;
             }
         };
-        // 3. Forward, with our identity headers (and the signed assertion, when on) set after
-        // hop-by-hop stripping.
+        // 3. Forward, with this route's identity headers (and the signed assertion, when on)
+        // set after hop-by-hop stripping.
         let assertion = app
             .assertion
             .as_ref()
-            .and_then(|a| Some((a.header(), a.token(session.as_ref()?)?)));
+            .and_then(|a| Some((a.header(), a.token_for(session.as_ref()?, &route.audience)?)));
         let set = |h: &mut HeaderMap| {
             if let Some(s) = &session {
-                app.identity.apply(h, s);
+                route.identity.apply(h, s);
             }
             if let Some((name, token)) = &assertion {
                 h.insert((*name).clone(), token.clone());
@@ -111,6 +143,14 @@ impl App {
             is_navigation(req.method(), req.headers()),
             req.uri().clone(),
         );
+        if route.strip_prefix {
+            match stripped_uri(route, req.uri()) {
+                Some(u) => *req.uri_mut() = u,
+                None => {
+                    return response::text(StatusCode::BAD_REQUEST, "bad request: path\n");
+                }
+            }
+        }
         let started = std::time::Instant::now();
         let mut resp = match upstream.forward(req, fwd).await {
             Ok(resp) => {
@@ -124,6 +164,18 @@ impl App {
         }
         resp
     }
+}
+
+/// The request's URI with the route's prefix taken off its path (the query kept).
+fn stripped_uri(route: &Route, uri: &http::Uri) -> Option<http::Uri> {
+    let path = route.upstream_path(uri.path());
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    http::uri::PathAndQuery::try_from(pq)
+        .ok()
+        .map(http::Uri::from)
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains open connections

@@ -275,6 +275,8 @@ pub struct CookieCodec {
     state_name: String,
     state_path: String,
     secure: bool,
+    /// `session.cookie_domain` (no leading dot), for the session cookie only.
+    domain: Option<String>,
     ttl: Duration,
     clock: Clock,
 }
@@ -296,6 +298,9 @@ impl CookieCodec {
             state_name: format!("{}_state", config.session.cookie_name),
             state_path: config.auth_prefix.clone(),
             secure: config.secure_cookies(),
+            domain: Some(config.session.cookie_domain.trim_start_matches('.'))
+                .filter(|d| !d.is_empty())
+                .map(str::to_ascii_lowercase),
             ttl: config.session.ttl,
             clock,
         })
@@ -479,6 +484,11 @@ impl CookieCodec {
     }
 
     fn attributes(&self, c: &mut Cookie<'static>, path: &str) {
+        // The session cookie goes to every host under the cookie domain; a login state
+        // cookie stays with the login host.
+        if let Some(domain) = self.domain.as_ref().filter(|_| c.name() == self.name) {
+            c.set_domain(domain.clone());
+        }
         c.set_path(path.to_string());
         c.set_http_only(true);
         c.set_same_site(SameSite::Lax);

@@ -190,7 +190,7 @@ pub enum Store {
 }
 
 /// `[dingtalk]`: the app's credentials and DingTalk's addresses.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DingTalkConfig {
     /// App key (also the OAuth `client_id`).
@@ -243,7 +243,7 @@ fn fixed_url(s: &str) -> Url {
 }
 
 /// `[session]`: the session cookie.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
     /// Key material for the cookie encryption; at least 32 bytes.
@@ -281,6 +281,10 @@ pub struct SessionConfig {
     /// re-issued under `secret` on their next request. Remove one and its cookies stop working.
     #[serde(deserialize_with = "lenient_secrets")]
     pub previous_secrets: Vec<Secret>,
+    /// `Domain` of the session cookie, e.g. `.corp.example`: one login then counts on every
+    /// host under it (with `auth_host`). Empty: the cookie belongs to the host that set it.
+    #[serde(deserialize_with = "lenient_string")]
+    pub cookie_domain: String,
 }
 
 impl Default for SessionConfig {
@@ -298,6 +302,7 @@ impl Default for SessionConfig {
             redis_prefix: "dap:".into(),
             redis_timeout: Duration::from_millis(250),
             previous_secrets: Vec::new(),
+            cookie_domain: String::new(),
         }
     }
 }
@@ -410,7 +415,7 @@ impl<'de> Deserialize<'de> for HeadersConfig {
 }
 
 /// `[access]`: who may pass, and which paths need no login.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AccessConfig {
     /// Only these userids (empty = everyone in the corp).
@@ -425,7 +430,7 @@ pub struct AccessConfig {
 }
 
 /// `[limits]`: what one client may cost us. Every limit answers with a clear status.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// A request head must arrive complete within this (slowloris); on HTTP/1.1 the clock
@@ -518,11 +523,166 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `[assertion]`.
     pub assertion: AssertionConfig,
+    /// The one host every login starts and ends at (`login.corp.example`), for apps on many
+    /// subdomains under `session.cookie_domain`. Unset: logins run on the host they start on.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub auth_host: Option<String>,
+    /// `[[routes]]`: many apps behind one proxy. Empty: the top-level `upstream` (or
+    /// auth-only mode) is the one route.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One `[[routes]]` entry: which requests (`host`, `path_prefix`) go to which app, with what
+/// headers and policy. Unset `[routes.headers]` / `[routes.access]` keys fall back to the
+/// top-level `[headers]` / `[access]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `oa.corp.example`, or `*.corp.example` for every host under it; unset: any host.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub host: Option<String>,
+    /// Requests whose path is this or below it (`/wiki` matches `/wiki` and `/wiki/x`).
+    #[serde(deserialize_with = "lenient_string")]
+    pub path_prefix: String,
+    /// The app; unset: the route only answers `verify` (nginx `auth_request` mode).
+    pub upstream: Option<Url>,
+    /// Remove `path_prefix` from the path sent to the app (`/wiki/x` → `/x`).
+    pub strip_prefix: bool,
+    /// `[routes.headers]`: header names for this route (`""`: not sent here).
+    pub headers: HeaderOverrides,
+    /// `[routes.access]`: this route's policy.
+    pub access: RouteAccess,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        RouteConfig {
+            host: None,
+            path_prefix: "/".into(),
+            upstream: None,
+            strip_prefix: false,
+            headers: HeaderOverrides::default(),
+            access: RouteAccess::default(),
+        }
+    }
+}
+
+/// `[routes.access]`: the keys of `[access]`, each replacing the top-level one when set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteAccess {
+    /// Only these userids on this route (`[]`: everyone).
+    #[serde(
+        deserialize_with = "some_strings",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_userids: Option<Vec<String>>,
+    /// Only members of these departments on this route (`[]`: every department).
+    #[serde(
+        deserialize_with = "some_ints",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_dept_ids: Option<Vec<i64>>,
+    /// Path regexes of this route served without login.
+    #[serde(
+        deserialize_with = "some_strings",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub skip_auth: Option<Vec<String>>,
+}
+
+fn some_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    lenient_strings(d).map(Some)
+}
+
+fn some_ints<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<i64>>, D::Error> {
+    lenient_ints(d).map(Some)
+}
+
+impl AccessConfig {
+    /// This section with every key `route` sets replaced.
+    pub fn merged(&self, route: &RouteAccess) -> AccessConfig {
+        AccessConfig {
+            allow_userids: route
+                .allow_userids
+                .clone()
+                .unwrap_or_else(|| self.allow_userids.clone()),
+            allow_dept_ids: route
+                .allow_dept_ids
+                .clone()
+                .unwrap_or_else(|| self.allow_dept_ids.clone()),
+            skip_auth: route
+                .skip_auth
+                .clone()
+                .unwrap_or_else(|| self.skip_auth.clone()),
+        }
+    }
+}
+
+/// `[routes.headers]`: header names that replace the top-level `[headers]` ones on one route;
+/// `""` turns a field off there. Keys as in `[headers]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeaderOverrides(BTreeMap<Field, String>);
+
+impl HeaderOverrides {
+    /// `base` with these names applied.
+    pub fn over(&self, base: &HeadersConfig) -> HeadersConfig {
+        let mut out = base.clone();
+        for (field, name) in &self.0 {
+            out.set(*field, Some(name));
+        }
+        out
+    }
+
+    /// Sends `field` in header `name` on this route (`""`: not at all).
+    pub fn set(&mut self, field: Field, name: &str) {
+        self.0.insert(field, name.to_string());
+    }
+
+    /// The (key, name) pairs set here.
+    pub fn named(&self) -> Vec<(&'static str, &str)> {
+        self.0.iter().map(|(f, n)| (f.key(), n.as_str())).collect()
+    }
+}
+
+impl Serialize for HeaderOverrides {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (f, n) in &self.0 {
+            map.serialize_entry(f.key(), n)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderOverrides {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = HeaderOverrides;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of identity header names")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HeaderOverrides, A::Error> {
+                let mut headers = HeaderOverrides::default();
+                while let Some(FieldKey(field)) = map.next_key::<FieldKey>()? {
+                    let HeaderText(name) = map.next_value()?;
+                    headers.set(field, name.as_deref().unwrap_or(""));
+                }
+                Ok(headers)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// `[assertion]`: a signed JWT naming the user on every proxied request and `verify` answer,
 /// verifiable by the upstream with the keys published at `{auth_prefix}/jwks.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AssertionConfig {
     /// Send the assertion (off by default).
@@ -571,7 +731,7 @@ pub enum LogFormat {
 }
 
 /// `[audit]`: the login audit trail.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// Where audit events go, one JSON line each: a file path, or `-` for stdout. Unset = off.
@@ -598,6 +758,8 @@ impl Default for Config {
             audit: AuditConfig::default(),
             log_format: LogFormat::Text,
             assertion: AssertionConfig::default(),
+            auth_host: None,
+            routes: Vec::new(),
         }
     }
 }
@@ -686,6 +848,26 @@ impl Config {
         match &self.public_url {
             Some(u) => u.as_str().trim_end_matches('/').to_string(),
             None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The origin every login runs at, without a trailing slash: `public_url`'s scheme and
+    /// port with `auth_host` as the host when that is set; otherwise [`Config::public_origin`].
+    pub fn login_origin(&self) -> String {
+        let Some(auth_host) = &self.auth_host else {
+            return self.public_origin();
+        };
+        let scheme = self.public_url.as_ref().map_or("http", |u| u.scheme());
+        if auth_host.contains(':') {
+            return format!("{scheme}://{auth_host}");
+        }
+        let port = match &self.public_url {
+            Some(u) => u.port(),
+            None => Some(self.listen.port()),
+        };
+        match port {
+            Some(p) => format!("{scheme}://{auth_host}:{p}"),
+            None => format!("{scheme}://{auth_host}"),
         }
     }
 

@@ -31,6 +31,8 @@ pub(super) fn write_value(out: &mut String, key: &str, value: &Value) {
                 write_value(out, &format!("{key}.{k}"), v);
             }
         }
+        // Printed as the route table (`route::table`), in match order, passwords masked.
+        Value::Array(..) if key == "routes" => {}
         Value::Empty(..) if key == "upstream" => {
             out.push_str("# upstream is unset: auth-only mode\n");
         }

@@ -66,24 +66,8 @@ impl Config {
             }
         }
         if let Some(up) = &self.upstream {
-            if let Some(fix) = missing_scheme(up, "http") {
+            if let Some(fix) = upstream_problem(up) {
                 bad("upstream", fix);
-            } else if up.scheme() != "http" {
-                bad(
-                    "upstream",
-                    format!(
-                        "scheme `{}` is not supported; use an http:// address, e.g. http://127.0.0.1:3000",
-                        up.scheme()
-                    ),
-                );
-            } else if up.host_str().is_none_or(str::is_empty) {
-                bad(
-                    "upstream",
-                    format!(
-                        "`{}` has no host; e.g. http://127.0.0.1:3000",
-                        masked_url(up)
-                    ),
-                );
             }
         }
         if let Some(p) = &self.public_url {
@@ -172,6 +156,7 @@ impl Config {
         }
         self.redis_problems(&mut bad);
         self.assertion_problems(&mut bad);
+        self.route_problems(&mut bad);
         for (key, value) in self.headers.named() {
             if http::HeaderName::from_bytes(value.as_bytes()).is_err() {
                 bad(
@@ -226,6 +211,157 @@ impl Config {
             }
         }
         out
+    }
+
+    /// `[[routes]]`, `auth_host` and `session.cookie_domain`: each route well formed and
+    /// distinct, and one login host whose cookie reaches every routed host.
+    fn route_problems(&self, bad: &mut impl FnMut(&str, String)) {
+        if self.upstream.is_some() && !self.routes.is_empty() {
+            bad(
+                "upstream",
+                "is set together with [[routes]]; move it into a route (a route without host and path_prefix takes every request), or remove the routes".into(),
+            );
+        }
+        let domain = self
+            .session
+            .cookie_domain
+            .trim_start_matches('.')
+            .to_ascii_lowercase();
+        let under_domain = |host: &str| {
+            let host = host.trim_start_matches("*.").to_ascii_lowercase();
+            host == domain || host.ends_with(&format!(".{domain}"))
+        };
+        let cookie_domain = &self.session.cookie_domain;
+        if !cookie_domain.is_empty() && !is_host_name(cookie_domain.trim_start_matches('.')) {
+            bad(
+                "session.cookie_domain",
+                format!(
+                    "`{}` is not a domain name; e.g. .corp.example (every host under it shares the login)",
+                    shown(cookie_domain)
+                ),
+            );
+        }
+        if let Some(auth_host) = &self.auth_host {
+            let (host, port) = match auth_host.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (auth_host.as_str(), None),
+            };
+            if !is_host_name(host) || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+                bad(
+                    "auth_host",
+                    format!(
+                        "`{}` is not a host name; e.g. login.corp.example (no scheme, no path)",
+                        shown(auth_host)
+                    ),
+                );
+            } else if cookie_domain.is_empty() {
+                bad(
+                    "auth_host",
+                    "needs session.cookie_domain: the session cookie set at the login host must reach the app hosts, e.g. cookie_domain = \".corp.example\" under [session]".into(),
+                );
+            } else if !under_domain(host) {
+                bad(
+                    "auth_host",
+                    format!(
+                        "`{}` is not under session.cookie_domain `{}`; the login host must be one of the hosts sharing the cookie",
+                        shown(auth_host),
+                        shown(cookie_domain)
+                    ),
+                );
+            }
+        }
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = |k: &str| format!("routes[{i}].{k}");
+            if let Some(host) = &r.host {
+                let name = host.strip_prefix("*.").unwrap_or(host);
+                if !is_host_name(name) {
+                    bad(
+                        &key("host"),
+                        format!(
+                            "`{}` is not a host name; e.g. oa.corp.example or *.corp.example (no scheme, port or path)",
+                            shown(host)
+                        ),
+                    );
+                } else if self.auth_host.is_some()
+                    && !cookie_domain.is_empty()
+                    && !under_domain(host)
+                {
+                    bad(
+                        &key("host"),
+                        format!(
+                            "`{}` is not under session.cookie_domain `{}`: the login at auth_host could never reach it",
+                            shown(host),
+                            shown(cookie_domain)
+                        ),
+                    );
+                }
+            }
+            let prefix = &r.path_prefix;
+            if !crate::access::is_canonical(prefix) || prefix.contains(['?', '#']) {
+                bad(
+                    &key("path_prefix"),
+                    format!(
+                        "`{}` must be a plain path starting with `/` (no `..`, `;`, `//` or escapes that need none), e.g. /wiki",
+                        shown(prefix)
+                    ),
+                );
+            }
+            if r.strip_prefix && prefix == "/" {
+                bad(
+                    &key("strip_prefix"),
+                    "is set but path_prefix is `/`: there is nothing to strip; set a path_prefix, or remove strip_prefix".into(),
+                );
+            }
+            match &r.upstream {
+                Some(up) => {
+                    if let Some(fix) = upstream_problem(up) {
+                        bad(&key("upstream"), fix);
+                    }
+                }
+                None if r.strip_prefix => bad(
+                    &key("strip_prefix"),
+                    "is set on a route without upstream (verify only), where nothing is forwarded; set an upstream, or remove it".into(),
+                ),
+                None => {}
+            }
+            let spec = (
+                r.host.as_deref().unwrap_or("").to_ascii_lowercase(),
+                prefix.trim_end_matches('/').to_string(),
+            );
+            if let Some(j) = seen.iter().position(|s| *s == spec) {
+                bad(
+                    &key("path_prefix"),
+                    format!(
+                        "routes[{j}] already serves host `{}` path `{}`; give each route its own host or path_prefix",
+                        r.host.as_deref().unwrap_or("*"),
+                        shown(prefix)
+                    ),
+                );
+            }
+            seen.push(spec);
+            for (field, value) in r.headers.named() {
+                if !value.is_empty() && http::HeaderName::from_bytes(value.as_bytes()).is_err() {
+                    bad(
+                        &key(&format!("headers.{field}")),
+                        format!(
+                            "`{}` is not a valid header name; use letters, digits and `-`, e.g. X-WEBAUTH-USER, or \"\" to not send it on this route",
+                            shown(value)
+                        ),
+                    );
+                }
+            }
+            for (j, re) in r.access.skip_auth.iter().flatten().enumerate() {
+                if let Err(e) = regex::Regex::new(re) {
+                    let text = e.to_string();
+                    let reason = text.lines().last().unwrap_or_default().trim();
+                    bad(
+                        &key(&format!("access.skip_auth[{j}]")),
+                        format!("`{}` is not a valid regex: {reason}", shown(re)),
+                    );
+                }
+            }
+        }
     }
 
     /// `[assertion]`: a header name of its own, a sane lifetime, and nothing set that is
@@ -390,4 +526,38 @@ impl Config {
             );
         }
     }
+}
+
+/// The problem with an upstream URL, if any: it must be `http://` with a host.
+fn upstream_problem(up: &Url) -> Option<String> {
+    if let Some(fix) = missing_scheme(up, "http") {
+        Some(fix)
+    } else if up.scheme() != "http" {
+        Some(format!(
+            "scheme `{}` is not supported; use an http:// address, e.g. http://127.0.0.1:3000",
+            up.scheme()
+        ))
+    } else if up.host_str().is_none_or(str::is_empty) {
+        Some(format!(
+            "`{}` has no host; e.g. http://127.0.0.1:3000",
+            masked_url(up)
+        ))
+    } else {
+        None
+    }
+}
+
+/// A DNS host name: labels of letters, digits and `-`, separated by dots.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
