@@ -43,9 +43,24 @@ pub fn start(fake: &FakeHandle, env: &[(&str, &str)]) -> ProxyProcess {
 
 /// [`start`] on `port` (a restart on the port of an earlier run).
 pub fn start_on(fake: &FakeHandle, port: u16, env: &[(&str, &str)]) -> ProxyProcess {
+    start_args(fake, port, env, &[])
+}
+
+/// [`start`] reading `--config file` too (the environment still comes on top of it).
+pub fn start_with_file(
+    fake: &FakeHandle,
+    file: &std::path::Path,
+    env: &[(&str, &str)],
+) -> ProxyProcess {
+    let file = file.to_str().expect("a UTF-8 path");
+    start_args(fake, free_port(), env, &["--config", file])
+}
+
+fn start_args(fake: &FakeHandle, port: u16, env: &[(&str, &str)], args: &[&str]) -> ProxyProcess {
     let base = fake.base_url();
     let mut cmd = Command::new(BIN);
-    cmd.env_clear()
+    cmd.args(args)
+        .env_clear()
         .env("DAP_LISTEN", format!("127.0.0.1:{port}"))
         .env("DAP_DINGTALK__APP_KEY", fake.app_key())
         .env("DAP_DINGTALK__APP_SECRET", fake.app_secret())
