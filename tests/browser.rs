@@ -301,3 +301,73 @@ async fn inactive_account_page_in_a_browser() {
     .await;
     b.finish("inactive_account_page_in_a_browser", result).await;
 }
+
+/// Many apps on subdomains: one login at `auth_host` (the desktop OAuth page, one click)
+/// opens the OA, then the wiki on another host and Grafana under a path of a third, with no
+/// second trip to DingTalk. Chromium resolves the made-up names with `--host-resolver-rules`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_login_across_subdomains() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let h = start_with(|c| {
+        let echo = c.upstream.take().expect("the harness's echo");
+        c.auth_host = Some("login.corp.test".into());
+        c.session.cookie_domain = ".corp.test".into();
+        let route = |host: &str, prefix: &str| dingtalk_auth_proxy::config::RouteConfig {
+            host: Some(host.into()),
+            path_prefix: prefix.into(),
+            upstream: Some(echo.clone()),
+            strip_prefix: prefix != "/",
+            ..Default::default()
+        };
+        c.routes = vec![
+            route("oa.corp.test", "/"),
+            route("wiki.corp.test", "/"),
+            route("tools.corp.test", "/grafana"),
+        ];
+    })
+    .await;
+    let port = h.proxy.addr.port();
+    let b = Browser::start_with(
+        None,
+        (800, 900),
+        &["--host-resolver-rules=MAP *.corp.test 127.0.0.1"],
+    )
+    .await;
+    let result = async {
+        let oa = format!("http://oa.corp.test:{port}/app/page?x=1");
+        b.client.goto(&oa).await?;
+        let fake = h.fake.base_url();
+        b.wait_url("the DingTalk login page", |u| u.as_str().starts_with(&fake))
+            .await?;
+        b.click("#approve-wangwu").await?;
+        b.wait_url("the OA page", |u| {
+            u.host_str() == Some("oa.corp.test") && u.path() == "/app/page"
+        })
+        .await?;
+        assert_app_shows(&b, "wangwu", "13900000002").await?;
+        for (url, host, path) in [
+            (
+                format!("http://wiki.corp.test:{port}/doc"),
+                "wiki.corp.test",
+                "/doc",
+            ),
+            (
+                format!("http://tools.corp.test:{port}/grafana/d/1"),
+                "tools.corp.test",
+                "/grafana/d/1",
+            ),
+        ] {
+            b.client.goto(&url).await?;
+            b.wait_url("the app page", |u| {
+                u.host_str() == Some(host) && u.path() == path
+            })
+            .await?;
+            assert_app_shows(&b, "wangwu", "13900000002").await?;
+        }
+        let exchanges = h.fake.calls("/v1.0/oauth2/userAccessToken");
+        ensure!(exchanges == 1, "{exchanges} code exchanges, expected one");
+        Ok(())
+    }
+    .await;
+    b.finish("one_login_across_subdomains", result).await;
+}

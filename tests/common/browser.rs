@@ -47,7 +47,16 @@ impl Browser {
     }
 
     /// As [`Browser::start`], in a window of `(width, height)`.
-    pub async fn start_sized(user_agent: Option<&str>, (width, height): (u32, u32)) -> Browser {
+    pub async fn start_sized(user_agent: Option<&str>, size: (u32, u32)) -> Browser {
+        Browser::start_with(user_agent, size, &[]).await
+    }
+
+    /// As [`Browser::start_sized`], with more Chromium flags (e.g. `--host-resolver-rules`).
+    pub async fn start_with(
+        user_agent: Option<&str>,
+        (width, height): (u32, u32),
+        extra: &[&str],
+    ) -> Browser {
         let chromium = require_binary("chromium", &["/usr/bin/chromium"]);
         let driver_bin = require_binary("chromedriver", &["/usr/bin/chromedriver"]);
         let port = free_port();
@@ -81,6 +90,7 @@ impl Browser {
         if let Some(ua) = user_agent {
             args.push(format!("--user-agent={ua}"));
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
