@@ -495,13 +495,7 @@ async fn reload_adds_a_route_without_dropping_requests() {
     // A broken config first: refused, naming the key; the old table keeps serving.
     let mut broken = next.clone();
     broken.routes[3].path_prefix = "/a/../b".into();
-    let err = m
-        .proxy
-        .app
-        .reload(broken)
-        .err()
-        .expect("refused")
-        .to_string();
+    let err = m.proxy.app.reload(broken).expect_err("refused").to_string();
     assert!(err.contains("routes[3].path_prefix"), "{err}");
     assert_eq!(m.get(&other, &[]).await.status(), 404);
     let ignored = m.proxy.app.reload(next).expect("reloads");
