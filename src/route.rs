@@ -348,9 +348,9 @@ pub fn table(config: &Config) -> String {
             Some(u) => {
                 let mut u = u.clone();
                 if u.password().is_some() {
-                    let _ = u.set_password(Some("<redacted>"));
+                    let _ = u.set_password(Some("redacted"));
                 }
-                u.to_string()
+                u.to_string().replace(":redacted@", ":<redacted>@")
             }
             None => "(none: verify only)".to_string(),
         };

@@ -535,3 +535,61 @@ fn problems_never_echo_secrets() {
         "{text}"
     );
 }
+
+/// With `[[routes]]`, `check-config` prints the route table as the proxy uses it — match
+/// order, upstream (password masked), header names, policy — and the one callback to register.
+#[test]
+fn check_config_prints_the_route_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routes.toml");
+    std::fs::write(
+        &file,
+        r#"
+auth_host = "login.corp.example"
+public_url = "https://login.corp.example"
+[session]
+cookie_domain = ".corp.example"
+[[routes]]
+host = "*.corp.example"
+upstream = "http://10.0.0.9:80"
+[[routes]]
+host = "tools.corp.example"
+path_prefix = "/grafana"
+strip_prefix = true
+upstream = "http://10.0.0.6:3000"
+[routes.headers]
+user_id = "X-WEBAUTH-USER"
+[routes.access]
+allow_userids = ["zhangsan"]
+"#,
+    )
+    .unwrap();
+    let (code, text) = output(
+        base_env(Command::new(BIN).arg("check-config"))
+            .arg("--config")
+            .arg(&file),
+    );
+    assert_eq!(code, 0, "{text}");
+    let grafana = text
+        .find("routes[1]: host tools.corp.example path /grafana (prefix stripped) -> http://10.0.0.6:3000/")
+        .unwrap_or_else(|| panic!("{text}"));
+    let wildcard = text
+        .find("routes[0]: host *.corp.example path / -> http://10.0.0.9/")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        grafana < wildcard,
+        "the exact host is matched first: {text}"
+    );
+    assert!(
+        text.contains("headers: user_id=X-WEBAUTH-USER, mobile=X-User-Mobile"),
+        "{text}"
+    );
+    assert!(
+        text.contains("access: userids zhangsan; departments any"),
+        "{text}"
+    );
+    assert!(
+        text.contains("register https://login.corp.example/_auth/callback at DingTalk"),
+        "{text}"
+    );
+}

@@ -31,6 +31,11 @@ pub(super) fn write_value(out: &mut String, key: &str, value: &Value) {
                 write_value(out, &format!("{key}.{k}"), v);
             }
         }
+        // An upstream URL may carry a password (basic auth to the app): masked.
+        Value::String(_, v) if key == "upstream" => {
+            let json = serde_json::to_string(&masked(v)).unwrap_or_default();
+            out.push_str(&format!("{key} = {json}\n"));
+        }
         // Printed as the route table (`route::table`), in match order, passwords masked.
         Value::Array(..) if key == "routes" => {}
         Value::Empty(..) if key == "upstream" => {

@@ -396,3 +396,113 @@ mod props {
         }
     }
 }
+
+/// `[[routes]]` from TOML: headers and access per route over the top-level ones, unset keys
+/// falling back; `""` turns a header off on one route only.
+#[test]
+fn routes_load_with_fallbacks() {
+    let f = base().merge(Toml::string(
+        r#"
+        auth_host = "login.corp.example"
+        [session]
+        cookie_domain = ".corp.example"
+        [access]
+        allow_dept_ids = [7]
+        [[routes]]
+        host = "oa.corp.example"
+        upstream = "http://10.0.0.5:8080"
+        [routes.headers]
+        user_id = "X-WEBAUTH-USER"
+        mobile = ""
+        [routes.access]
+        allow_userids = ["zhangsan"]
+        [[routes]]
+        host = "*.corp.example"
+        path_prefix = "/grafana"
+        strip_prefix = true
+        upstream = "http://10.0.0.6:3000"
+        "#,
+    ));
+    let c = Config::from_figment(f).unwrap();
+    assert_eq!(c.routes.len(), 2);
+    let oa = &c.routes[0];
+    let h = oa.headers.over(&c.headers);
+    assert_eq!(h.get(Field::UserId), Some("X-WEBAUTH-USER"));
+    assert_eq!(h.get(Field::Mobile), None);
+    let a = c.access.merged(&oa.access);
+    assert_eq!(a.allow_userids, ["zhangsan"]);
+    assert_eq!(a.allow_dept_ids, [7], "unset keys fall back to [access]");
+    assert_eq!(c.routes[1].path_prefix, "/grafana");
+    assert_eq!(c.login_origin(), "http://login.corp.example:8080");
+}
+
+/// Every route mistake names its key: bad host, unsafe prefix, duplicates, a bad upstream,
+/// strip_prefix with nothing to strip, upstream beside [[routes]], auth_host without or
+/// outside the cookie domain, a route host the login could never reach.
+#[test]
+fn route_problems_name_the_key() {
+    for (toml, key) in [
+        (
+            "[[routes]]\nhost = \"oa corp\"\nupstream = \"http://a\"",
+            "routes[0].host",
+        ),
+        (
+            "[[routes]]\npath_prefix = \"/a/../b\"\nupstream = \"http://a\"",
+            "routes[0].path_prefix",
+        ),
+        (
+            "[[routes]]\npath_prefix = \"/a;x\"\nupstream = \"http://a\"",
+            "routes[0].path_prefix",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a\"\n[[routes]]\nupstream = \"http://b\"",
+            "routes[1].path_prefix",
+        ),
+        ("[[routes]]\nupstream = \"ftp://a\"", "routes[0].upstream"),
+        (
+            "[[routes]]\nupstream = \"http://u:pw@a\"",
+            "routes[0].upstream",
+        ),
+        ("upstream = \"http://a/?x=1\"", "upstream"),
+        (
+            "[[routes]]\nupstream = \"http://a\"\nstrip_prefix = true",
+            "routes[0].strip_prefix",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a\"\n[routes.headers]\nuser_id = \"X User\"",
+            "routes[0].headers.user_id",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a\"\n[routes.access]\nskip_auth = [\"(\"]",
+            "routes[0].access.skip_auth[0]",
+        ),
+        (
+            "[[routes]]\nupstream = \"http://a\"\n[routes.access]\nallow_user = [\"x\"]",
+            "routes[0].access.allow_user",
+        ),
+        (
+            "upstream = \"http://a\"\n[[routes]]\nupstream = \"http://b\"",
+            "upstream",
+        ),
+        ("auth_host = \"login.corp.example\"", "auth_host"),
+        (
+            "auth_host = \"login.other.example\"\n[session]\ncookie_domain = \".corp.example\"",
+            "auth_host",
+        ),
+        (
+            "auth_host = \"https://login.corp.example\"\n[session]\ncookie_domain = \".corp.example\"",
+            "auth_host",
+        ),
+        (
+            "auth_host = \"login.corp.example\"\n[session]\ncookie_domain = \".corp.example\"\n\
+             [[routes]]\nhost = \"oa.elsewhere.example\"\nupstream = \"http://a\"",
+            "routes[0].host",
+        ),
+        ("[session]\ncookie_domain = \"corp example\"", "session.cookie_domain"),
+    ] {
+        let e = Config::from_figment(base().merge(Toml::string(toml)))
+            .expect_err(toml)
+            .to_string();
+        assert!(e.contains(&format!("`{key}`")), "{toml}: {e}");
+    }
+}

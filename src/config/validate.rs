@@ -542,6 +542,16 @@ fn upstream_problem(up: &Url) -> Option<String> {
             "`{}` has no host; e.g. http://127.0.0.1:3000",
             masked_url(up)
         ))
+    } else if !up.username().is_empty() || up.password().is_some() {
+        Some(format!(
+            "`{}` carries a user name or password, which the proxy never sends to the app; remove it",
+            masked_url(up)
+        ))
+    } else if up.query().is_some() || up.fragment().is_some() {
+        Some(format!(
+            "`{}` has a query or fragment, which the proxy never sends; give the address and at most a base path",
+            masked_url(up)
+        ))
     } else {
         None
     }
