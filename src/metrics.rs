@@ -146,6 +146,7 @@ impl Metrics {
                 "forbidden",
                 "auth",
                 "not_found",
+                "bad_request",
                 "upstream_error",
                 "store_unavailable",
             ],
