@@ -583,6 +583,9 @@ pub async fn logout(
         None => pages::signed_out(&app.login_url("/", false)),
     };
     response::set_cookie(&mut resp, &clear);
+    if let Some(old) = app.codec().clear_host_only_session_cookie() {
+        response::set_cookie(&mut resp, &old);
+    }
     for clear in app.codec().clear_all_login_states(headers) {
         response::set_cookie(&mut resp, &clear);
     }

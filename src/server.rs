@@ -35,7 +35,18 @@ impl App {
         resp
     }
 
-    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn route(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        // HTTP/2 names the host in the URI: give it a `Host` like HTTP/1.1, which routes,
+        // logins and the upstream read.
+        if !req.headers().contains_key(http::header::HOST) {
+            if let Some(host) = req
+                .uri()
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            {
+                req.headers_mut().insert(http::header::HOST, host);
+            }
+        }
         // One config for the whole request, even if a reload happens meanwhile.
         let app = self.shared();
         let app = &*app;
@@ -48,7 +59,6 @@ impl App {
                 return login::handle(app, method, rest, headers, query, peer).await;
             }
         }
-        let mut req = req;
         // 1. Never let a client speak for the user: every header any route trusts goes.
         app.routes.all_headers().strip(req.headers_mut());
         let host = if app.routes.by_host() {

@@ -416,6 +416,21 @@ impl CookieCodec {
         self.removal(&self.name, "/")
     }
 
+    /// With `session.cookie_domain`, a `Set-Cookie` deleting a host-only session cookie of
+    /// the same name (one set before the domain was configured), which the domain cookie's
+    /// deletion does not reach.
+    pub fn clear_host_only_session_cookie(&self) -> Option<String> {
+        self.domain.as_ref()?;
+        let mut c = Cookie::new(self.name.clone(), "");
+        c.set_path("/");
+        c.set_http_only(true);
+        c.set_same_site(SameSite::Lax);
+        c.set_secure(self.secure);
+        c.set_max_age(cookie::time::Duration::ZERO);
+        c.set_expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+        Some(c.to_string())
+    }
+
     /// `Set-Cookie` value carrying `state`, in a cookie of its own: logins started in several
     /// tabs at once do not overwrite each other.
     pub fn login_state_cookie(&self, state: &LoginState) -> String {

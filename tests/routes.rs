@@ -355,6 +355,19 @@ async fn rd_only_to_routed_hosts() {
         )
         .await;
     assert_eq!(resp.headers()["location"], "/");
+    // Logout deletes the domain cookie, and a host-only one of the same name from before the
+    // cookie domain was set.
+    let deletions: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("dap_session=;"))
+        .map(|v| v.to_ascii_lowercase())
+        .collect();
+    assert_eq!(deletions.len(), 2, "{deletions:?}");
+    assert!(deletions.iter().any(|d| d.contains("domain=corp.test")));
+    assert!(deletions.iter().any(|d| !d.contains("domain=")));
     // A login opened on an app host moves to the login host, rd made absolute.
     let resp = m
         .get(
