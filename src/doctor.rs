@@ -387,6 +387,35 @@ const MEMBER_READ: Permission = Permission {
     code: "qyapi_get_member",
 };
 
+/// The permissions DingTalk names by code in a 60011 answer, with their console names.
+const KNOWN_PERMISSIONS: &[Permission] = &[
+    MEMBER_READ,
+    Permission {
+        zh: "通讯录个人信息读权限",
+        code: "Contact.User.Read",
+    },
+    Permission {
+        zh: "企业员工手机号信息",
+        code: "fieldMobile",
+    },
+    Permission {
+        zh: "个人手机号信息",
+        code: "Contact.User.mobile",
+    },
+    Permission {
+        zh: "通讯录部门信息读权限",
+        code: "qyapi_get_department_list",
+    },
+];
+
+/// The console name of permission `code` (DingTalk's own code when it is not one we know).
+fn permission_name(code: &str) -> &str {
+    KNOWN_PERMISSIONS
+        .iter()
+        .find(|p| p.code == code)
+        .map_or(code, |p| p.zh)
+}
+
 /// The checks for one user: details, unionid → userid, mobile.
 async fn user_api_checks(
     config: &Config,
@@ -478,16 +507,21 @@ async fn user_api_checks(
 fn api_failed(what: &str, e: &DingTalkError, userid: &str) -> Check {
     match e {
         DingTalkError::MissingPermission { errmsg } => {
-            let named = permission_codes(errmsg);
-            let code = if named.is_empty() {
-                MEMBER_READ.code.to_string()
-            } else {
-                named.join(", ")
-            };
+            // DingTalk names the missing permission's code; without one, the API's own.
+            let mut named = permission_codes(errmsg);
+            if named.is_empty() {
+                named.push(MEMBER_READ.code.to_string());
+            }
+            let zh = named
+                .iter()
+                .map(|c| permission_name(c))
+                .collect::<Vec<_>>()
+                .join("」「");
+            let code = named.join(", ");
             Check::fail(
-                format!("{what}: the app lacks the permission 「{}」 ({code}) (DingTalk errcode 60011)", MEMBER_READ.zh),
-                format!("在钉钉开发者后台（{CONSOLE}）→ 应用开发 → 企业内部应用 → 你的应用 → 开发配置 → 权限管理，搜索并开通「{}」（{code}），再运行 doctor。", MEMBER_READ.zh),
-                format!("In the DingTalk developer console ({CONSOLE}) → your internal app → 开发配置 → 权限管理 (permissions), search for and grant 「{}」 ({code}), then run doctor again.", MEMBER_READ.zh),
+                format!("{what}: the app lacks the permission 「{zh}」 ({code}) (DingTalk errcode 60011)"),
+                format!("在钉钉开发者后台（{CONSOLE}）→ 应用开发 → 企业内部应用 → 你的应用 → 开发配置 → 权限管理，搜索并开通「{zh}」（{code}），再运行 doctor。"),
+                format!("In the DingTalk developer console ({CONSOLE}) → your internal app → 开发配置 → 权限管理 (permissions), search for and grant 「{zh}」 ({code}), then run doctor again."),
             )
         }
         DingTalkError::NotInCorp => Check::fail(
@@ -562,6 +596,26 @@ mod tests {
         let msg = "应用尚未开通所需的权限：[qyapi_get_member]，点击链接申请并开通即可：https://open-dev.dingtalk.com/appscope/apply?content=dingx%23qyapi_get_member";
         assert_eq!(permission_codes(msg), vec!["qyapi_get_member"]);
         assert!(permission_codes("没有权限 [a b]").is_empty());
+    }
+
+    /// A 60011 naming another permission's code gets that permission's console name.
+    #[test]
+    fn the_named_permission_is_the_one_shown() {
+        let e = DingTalkError::MissingPermission {
+            errmsg: "应用尚未开通所需的权限：[fieldMobile]".into(),
+        };
+        let check = api_failed("user details", &e, "u");
+        let text = format!("{check:?}");
+        assert!(
+            text.contains("企业员工手机号信息") && text.contains("fieldMobile"),
+            "{text}"
+        );
+        assert!(!text.contains("成员信息读权限"), "{text}");
+        let e = DingTalkError::MissingPermission {
+            errmsg: "no permission [custom_code]".into(),
+        };
+        let text = format!("{:?}", api_failed("user details", &e, "u"));
+        assert!(text.contains("「custom_code」"), "{text}");
     }
 
     /// Exit code 1 only for a failure; warnings and skips pass.
