@@ -220,10 +220,12 @@ impl App {
             audit: old.audit.clone(),
             clock: old.clock().clone(),
             dingtalk: (config.dingtalk == old.config.dingtalk).then(|| old.dingtalk.clone()),
-            assertion: old
-                .assertion
-                .clone()
-                .filter(|_| config.assertion == old.config.assertion),
+            // The signer holds the issuer (public_url) and corp_id too.
+            assertion: old.assertion.clone().filter(|_| {
+                config.assertion == old.config.assertion
+                    && config.public_url == old.config.public_url
+                    && config.dingtalk.corp_id == old.config.dingtalk.corp_id
+            }),
         };
         let shared = Shared::build(config, kept)?;
         self.0.store(Arc::new(shared));
