@@ -425,10 +425,24 @@ impl Shared {
     /// Where a login for a request to `path_and_query` should return: the path itself, or
     /// with `auth_host` and a request on another host, that host's absolute URL.
     pub(crate) fn return_to(&self, headers: &HeaderMap, path_and_query: &str) -> String {
-        match self.other_host(headers) {
-            Some(host) => format!("{}://{host}{path_and_query}", self.scheme()),
-            None => path_and_query.to_string(),
-        }
+        let Some(host) = self.other_host(headers) else {
+            return path_and_query.to_string();
+        };
+        // A front server that sends the host without its port (nginx's `$host`) serves on
+        // the login origin's port: the way back is on that port too.
+        let port = match url::Url::parse(&self.login_origin)
+            .ok()
+            .and_then(|u| u.port())
+        {
+            Some(p) if !host.contains(':') => format!(":{p}"),
+            _ => String::new(),
+        };
+        format!("{}://{host}{port}{path_and_query}", self.scheme())
+    }
+
+    /// True when the request is for `auth_host` itself.
+    pub(crate) fn on_login_host(&self, headers: &HeaderMap) -> bool {
+        self.config.auth_host.is_some() && self.other_host(headers).is_none()
     }
 
     /// With `auth_host`, the `Host` of a request for another host (as sent, with its port);

@@ -230,3 +230,15 @@ pub fn not_served(host: &str) -> Response<Body> {
         CSP_STATIC,
     )
 }
+
+/// The login host's `/` when no app is routed there (a login whose `rd` was refused ends
+/// here): this is the sign-in service; open the app you meant.
+pub fn login_host_home() -> Response<Body> {
+    let body = "<h1>钉钉登录服务</h1><p>这里是统一登录地址，本身没有应用。请直接打开您要使用的应用的网址。</p>\
+<p class=\"en\">This is the sign-in address for your organisation's apps; there is no application here. Open the address of the app you want to use.</p>";
+    response::html(
+        StatusCode::OK,
+        layout("登录服务 · Sign-in service", body, ""),
+        CSP_STATIC,
+    )
+}

@@ -379,29 +379,23 @@ pub fn table(config: &Config) -> String {
             || config.access.clone(),
             |rc| config.access.merged(&rc.access),
         );
-        let list = |v: &[String]| {
-            if v.is_empty() {
-                "everyone".to_string()
-            } else {
-                v.join(", ")
-            }
-        };
         let depts: Vec<String> = access.allow_dept_ids.iter().map(i64::to_string).collect();
-        let _ = writeln!(
-            out,
-            "#     access: userids {}; departments {}; skip_auth {}",
-            list(&access.allow_userids),
-            if depts.is_empty() {
-                "any".to_string()
-            } else {
+        let who = match (access.allow_userids.is_empty(), depts.is_empty()) {
+            (true, true) => "everyone in the organisation".to_string(),
+            (false, true) => format!("only userids {}", access.allow_userids.join(", ")),
+            (true, false) => format!("only departments {}", depts.join(", ")),
+            (false, false) => format!(
+                "only userids {} or departments {}",
+                access.allow_userids.join(", "),
                 depts.join(", ")
-            },
-            if access.skip_auth.is_empty() {
-                "none".to_string()
-            } else {
-                access.skip_auth.join(" ")
-            },
-        );
+            ),
+        };
+        let skip = if access.skip_auth.is_empty() {
+            "none".to_string()
+        } else {
+            access.skip_auth.join(" ")
+        };
+        let _ = writeln!(out, "#     access: {who}; skip_auth {skip}");
     }
     if config.auth_host.is_some() {
         let _ = writeln!(

@@ -68,6 +68,16 @@ impl App {
         };
         let route = match app.routes.find(host, Some(req.uri().path())) {
             Found::Route(r) => r,
+            // The login host's own front page (where a refused `rd` lands), when no app is
+            // routed there: say where the user is instead of "not served".
+            Found::NotServed
+                if req.uri().path() == "/"
+                    && app.on_login_host(req.headers())
+                    && is_navigation(req.method(), req.headers()) =>
+            {
+                app.metrics.request("not_found");
+                return pages::login_host_home();
+            }
             Found::NotServed => {
                 app.metrics.request("not_found");
                 let host = host.unwrap_or("-");

@@ -585,7 +585,7 @@ allow_userids = ["zhangsan"]
         "{text}"
     );
     assert!(
-        text.contains("access: userids zhangsan; departments any"),
+        text.contains("access: only userids zhangsan; skip_auth none"),
         "{text}"
     );
     assert!(

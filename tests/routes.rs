@@ -387,6 +387,34 @@ async fn rd_only_to_routed_hosts() {
     m.proxy.shutdown().await;
 }
 
+/// A front server that sends `Host` without the port (nginx's `$host`) still gets a way back
+/// on the login origin's port.
+#[tokio::test]
+async fn host_without_port_returns_on_the_public_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let m = start_multi().await;
+    let mut s = tokio::net::TcpStream::connect(m.proxy.addr).await.unwrap();
+    s.write_all(
+        b"GET /page HTTP/1.1\r\nHost: oa.corp.test\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    let want = format!(
+        "location: {}?rd={}",
+        m.url("login.corp.test", "/_auth/login"),
+        urlencode(&m.url("oa.corp.test", "/page"))
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains(&want.to_ascii_lowercase()),
+        "{text}"
+    );
+    m.proxy.shutdown().await;
+}
+
 /// Behind nginx `auth_request`: `verify` picks the route by `X-Forwarded-Host` (or `Host`)
 /// and `X-Original-URI`, and answers that route's header names and policy.
 #[tokio::test]
