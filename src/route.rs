@@ -85,7 +85,7 @@ impl std::fmt::Display for HostMatch {
 
 /// One route, compiled.
 pub struct Route {
-    /// Its position in `[[routes]]` (0 for the top-level `upstream`), for logs.
+    /// Its position in `[[routes]]` (`routes.len()` for the top-level `upstream`), for logs.
     pub index: usize,
     /// The hosts it serves.
     pub host: HostMatch,
@@ -172,22 +172,21 @@ impl Routes {
             key,
             message: e.to_string(),
         };
-        let shorthand;
-        let entries: &[RouteConfig] = if config.routes.is_empty() {
-            shorthand = [RouteConfig {
+        // The top-level `upstream` (or auth-only mode) is the route for every host and path;
+        // beside `[[routes]]` it is the default route, after theirs (index `routes.len()`).
+        let mut entries: Vec<RouteConfig> = config.routes.clone();
+        if config.routes.is_empty() || config.upstream.is_some() {
+            entries.push(RouteConfig {
                 upstream: config.upstream.clone(),
                 ..RouteConfig::default()
-            }];
-            &shorthand
-        } else {
-            &config.routes
-        };
+            });
+        }
         let mut routes = Vec::new();
         let mut all_headers =
             IdentityHeaders::new(&config.headers).map_err(|e| invalid("headers".into(), &e))?;
         for (i, rc) in entries.iter().enumerate() {
             let key = |k: &str| {
-                if config.routes.is_empty() {
+                if i >= config.routes.len() {
                     k.to_string()
                 } else {
                     format!("routes[{i}].{k}")
@@ -342,7 +341,7 @@ pub fn table(config: &Config) -> String {
         let rc = config.routes.get(r.index);
         let source = match rc {
             Some(_) => format!("routes[{}]", r.index),
-            None => "top-level upstream".to_string(),
+            None => "top-level upstream (default route)".to_string(),
         };
         let upstream = match &r.upstream_url {
             Some(u) => {
@@ -574,6 +573,21 @@ mod tests {
         // One route: nothing to confuse it with.
         let one = table(&[("", "/")]);
         assert_eq!(found(&one, "h", "/public/../admin"), 0);
+    }
+
+    /// Beside `[[routes]]`, the top-level `upstream` is the default route: it takes the hosts
+    /// no route names, never a named host's unmatched paths.
+    #[test]
+    fn top_level_upstream_is_the_default_route() {
+        let mut c = config(&[("oa.corp.example", "/app")]);
+        c.upstream = Url::parse("http://127.0.0.1:2").ok();
+        let h = http::HeaderName::from_static("x-dingtalk-assertion");
+        let t = Routes::from_config(&c, &h).unwrap();
+        assert_eq!(found(&t, "oa.corp.example", "/app/x"), 0);
+        assert_eq!(found(&t, "elsewhere.example", "/x"), 1);
+        assert_eq!(found(&t, "oa.corp.example", "/other"), -1);
+        assert!(super::table(&c)
+            .contains("top-level upstream (default route): host * path / -> http://127.0.0.1:2/"));
     }
 
     /// `strip_prefix` keeps a path that starts with `/`.

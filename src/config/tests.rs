@@ -484,6 +484,10 @@ fn route_problems_name_the_key() {
             "upstream = \"http://a\"\n[[routes]]\nupstream = \"http://b\"",
             "upstream",
         ),
+        (
+            "upstream = \"http://a\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"http://b\"",
+            "upstream",
+        ),
         ("auth_host = \"login.corp.example\"", "auth_host"),
         (
             "auth_host = \"login.other.example\"\n[session]\ncookie_domain = \".corp.example\"",

@@ -216,11 +216,17 @@ impl Config {
     /// `[[routes]]`, `auth_host` and `session.cookie_domain`: each route well formed and
     /// distinct, and one login host whose cookie reaches every routed host.
     fn route_problems(&self, bad: &mut impl FnMut(&str, String)) {
-        if self.upstream.is_some() && !self.routes.is_empty() {
-            bad(
-                "upstream",
-                "is set together with [[routes]]; move it into a route (a route without host and path_prefix takes every request), or remove the routes".into(),
-            );
+        if self.upstream.is_some() {
+            if let Some(i) = self
+                .routes
+                .iter()
+                .position(|r| r.host.is_none() && r.path_prefix.trim_end_matches('/').is_empty())
+            {
+                bad(
+                    "upstream",
+                    format!("is the default route beside [[routes]], but routes[{i}] (no host, path_prefix /) already takes every request; remove one of the two"),
+                );
+            }
         }
         let domain = self
             .session
