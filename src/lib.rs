@@ -19,6 +19,7 @@
 //! - [`redirect`]: the hostile `rd` parameter, reduced to a same-origin path.
 //! - [`identity`]: stripping and setting the identity headers.
 //! - [`assertion`]: the signed identity JWT for upstreams, its keys, the JWKS, the token cache.
+//! - [`path`]: canonical paths, the one form every app server reads alike.
 //! - [`access`]: `[access]` rules: allowed users and departments, `skip_auth` paths.
 //! - [`forwarded`]: `trusted_proxies`: whose `X-Forwarded-*` and URI headers count.
 //! - [`route`]: `[[routes]]`: which app a request is for, with its headers and policy.
@@ -56,6 +57,7 @@ pub mod init;
 pub mod login;
 pub mod metrics;
 pub mod pages;
+pub mod path;
 pub mod pool;
 pub mod proxy;
 pub mod redirect;

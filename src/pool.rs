@@ -26,7 +26,8 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
-use crate::proxy::UpstreamBody;
+/// The request body as sent upstream: the client's, or the client's under a size cap.
+pub type UpstreamBody = http_body_util::Either<Incoming, http_body_util::Limited<Incoming>>;
 
 /// How long an idle connection may wait for its next request before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);

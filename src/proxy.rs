@@ -59,8 +59,7 @@ pub struct Upstream {
     max_body: u64,
 }
 
-/// The request body as sent upstream: the client's, or the client's under a size cap.
-pub type UpstreamBody = Either<Incoming, Limited<Incoming>>;
+pub use crate::pool::UpstreamBody;
 
 /// Per-request facts the forwarder needs besides the request itself.
 pub struct Forward<'a> {

@@ -304,7 +304,7 @@ impl Config {
                 }
             }
             let prefix = &r.path_prefix;
-            if !crate::access::is_canonical(prefix) || prefix.contains(['?', '#']) {
+            if !crate::path::is_canonical(prefix) || prefix.contains(['?', '#']) {
                 bad(
                     &key("path_prefix"),
                     format!(
