@@ -22,12 +22,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{
-    deploy_file, free_port, replace_required, require_binary, spawn_guarded, state_cookie,
-    state_from_page, urlencode, wait_for_port, wangwu, ChildGuard, BROWSER_UA, DINGTALK_UA, SECRET,
+    deploy_file, free_port, replace_required, state_cookie, state_from_page, urlencode, wangwu,
+    ChildGuard, BROWSER_UA, DINGTALK_UA, SECRET,
 };
 use dingtalk_auth_proxy::config::Config;
 use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeHandle, FakeUser};
@@ -155,7 +155,6 @@ impl Front {
 
 /// nginx from `deploy/multi-app/nginx.conf`, in front of the sidecar at `proxy`.
 async fn start_nginx(proxy: SocketAddr) -> Front {
-    let nginx_bin = require_binary("nginx", &["/usr/sbin/nginx"]);
     let (https_port, http_port) = (free_port(), free_port());
     let site = deploy_file("deploy/multi-app/nginx.conf");
     let site = replace_required(&site, "server 127.0.0.1:8080;", &format!("server {proxy};"));
@@ -190,46 +189,7 @@ async fn start_nginx(proxy: SocketAddr) -> Front {
         "ssl_certificate_key /etc/ssl/private/corp.example.key;",
         "",
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().display();
-    std::fs::write(dir.path().join("site.conf"), site).expect("site.conf");
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    // The main file a distribution ships, reduced to what runs in a temporary directory; the
-    // site is included inside `http { }` as its header says.
-    let conf = format!(
-        "{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-events {{ worker_connections 256; }}\n\
-http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-  include {d}/site.conf;\n}}\n",
-        user = if root { "user root;\n" } else { "" },
-    );
-    std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
-    let guard = spawn_guarded(
-        Command::new(nginx_bin)
-            .args([
-                "-p",
-                &d.to_string(),
-                "-c",
-                &format!("{d}/nginx.conf"),
-                "-g",
-                "daemon off;",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()),
-    )
-    .expect("nginx starts");
-    for port in [https_port, http_port] {
-        assert!(
-            wait_for_port(port, Duration::from_secs(10)).await,
-            "nginx did not listen on {port}: {}",
-            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-        );
-    }
+    let (guard, dir) = common::fronts::run_nginx(&site, &[https_port, http_port]).await;
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20));

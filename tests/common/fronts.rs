@@ -36,11 +36,24 @@ pub fn front_port() -> u16 {
 
 /// nginx on `port` with the shipped auth_request site: `proxy` answers verify, `app` serves.
 pub async fn start_nginx(port: u16, proxy: SocketAddr, app: &str) -> Front {
-    let nginx_bin = require_binary("nginx", &["/usr/sbin/nginx"]);
     let site = deploy_file("deploy/nginx/auth_request.conf");
     let site = replace_required(&site, "server 127.0.0.1:8080;", &format!("server {proxy};"));
     let site = replace_required(&site, "server 127.0.0.1:3000;", &format!("server {app};"));
     let site = replace_required(&site, "listen 80;", &format!("listen 127.0.0.1:{port};"));
+    let (guard, dir) = run_nginx(&site, &[port]).await;
+    Front {
+        base: format!("http://127.0.0.1:{port}"),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        _guard: guard,
+        _dir: dir,
+    }
+}
+
+/// Runs nginx (as a child, in the foreground) with `site` included inside `http { }`, in a
+/// fresh directory; returns once every port of `ports` listens (bounded), with the directory
+/// that holds its files.
+pub async fn run_nginx(site: &str, ports: &[u16]) -> (ChildGuard, tempfile::TempDir) {
+    let nginx_bin = require_binary("nginx", &["/usr/sbin/nginx"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().display();
     std::fs::write(dir.path().join("site.conf"), site).expect("site.conf");
@@ -49,6 +62,7 @@ pub async fn start_nginx(port: u16, proxy: SocketAddr, app: &str) -> Front {
         .output()
         .map(|o| o.stdout == b"0\n")
         .unwrap_or(false);
+    // The main file a distribution ships, reduced to what runs in a temporary directory.
     let conf = format!(
         "{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
 events {{ worker_connections 256; }}\n\
@@ -74,17 +88,14 @@ http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path
             .stderr(Stdio::inherit()),
     )
     .expect("nginx starts");
-    assert!(
-        wait_for_port(port, Duration::from_secs(10)).await,
-        "nginx did not listen: {}",
-        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-    );
-    Front {
-        base: format!("http://127.0.0.1:{port}"),
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        _guard: guard,
-        _dir: dir,
+    for port in ports {
+        assert!(
+            wait_for_port(*port, Duration::from_secs(10)).await,
+            "nginx did not listen on {port}: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
     }
+    (guard, dir)
 }
 
 /// Caddy on `port` with the shipped Caddyfile: `proxy` answers forward_auth, `app` serves.
