@@ -103,6 +103,10 @@ pub struct Route {
     pub access: Access,
     /// The assertion's `aud` on this route.
     pub audience: String,
+    /// `path_prefix` as a lenient app server reads it ([`lenient_path`]), and that
+    /// case-folded: what the other readings of a request's path are compared with.
+    lenient_prefix: String,
+    folded_prefix: String,
 }
 
 impl Route {
@@ -215,7 +219,10 @@ impl Routes {
                 (None, Some(u)) => u.origin().ascii_serialization(),
                 (None, None) => config.public_origin_only(),
             };
+            let lenient_prefix = lenient_path(&rc.path_prefix);
             routes.push(Route {
+                folded_prefix: lenient_prefix.to_ascii_lowercase(),
+                lenient_prefix,
                 index: i,
                 host: HostMatch::parse(rc.host.as_deref()),
                 path_prefix: rc.path_prefix.clone(),
@@ -293,14 +300,16 @@ impl Routes {
             return Found::NotServed;
         };
         if group.len() > 1 {
+            // Path and prefixes read the same lenient way (an escaped prefix decoded as the
+            // path is), then also case-folded.
             let lenient = lenient_path(path);
             let folded = lenient.to_ascii_lowercase();
-            let folded_prefixes = |p: &str| {
-                group
-                    .iter()
-                    .position(|r| prefix_matches(&r.path_prefix.to_ascii_lowercase(), p))
+            let pick_by = |p: &str, prefix: fn(&Route) -> &str| {
+                group.iter().position(|r| prefix_matches(prefix(r), p))
             };
-            if pick(&lenient) != Some(chosen) || folded_prefixes(&folded) != Some(chosen) {
+            if pick_by(&lenient, |r| &r.lenient_prefix) != Some(chosen)
+                || pick_by(&folded, |r| &r.folded_prefix) != Some(chosen)
+            {
                 tracing::info!(
                     route = first.index,
                     "path reads as another route's: refused"
@@ -570,6 +579,11 @@ mod tests {
         assert_eq!(found(&t, "h", "/app/page;jsessionid=1"), 0);
         assert_eq!(found(&t, "h", "/admin/../admin/x"), 1);
         assert_eq!(found(&t, "h", "/public/x"), 0);
+        // A prefix with an escape is read the lenient way too: its own paths are not ambiguous.
+        let escaped = table(&[("", "/"), ("", "/a%20b")]);
+        assert_eq!(found(&escaped, "h", "/a%20b/x"), 1);
+        assert_eq!(found(&escaped, "h", "/a%20b"), 1);
+        assert_eq!(found(&escaped, "h", "/x/../a%20b/x"), -2);
         // One route: nothing to confuse it with.
         let one = table(&[("", "/")]);
         assert_eq!(found(&one, "h", "/public/../admin"), 0);
