@@ -391,26 +391,10 @@ impl<'de> Deserialize<'de> for HeaderText {
 }
 
 impl<'de> Deserialize<'de> for HeadersConfig {
+    /// The same table as `[routes.headers]`, applied to no headers at all: `""` turns a field
+    /// off, and every other field is unset unless named.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = HeadersConfig;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a table of identity header names")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<HeadersConfig, A::Error> {
-                let mut headers = HeadersConfig::none();
-                while let Some(FieldKey(field)) = map.next_key::<FieldKey>()? {
-                    let HeaderText(name) = map.next_value()?;
-                    headers.set(field, name.as_deref());
-                }
-                Ok(headers)
-            }
-        }
-        d.deserialize_map(Visit)
+        HeaderOverrides::deserialize(d).map(|named| named.over(&HeadersConfig::none()))
     }
 }
 
