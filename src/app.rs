@@ -98,6 +98,8 @@ pub struct Shared {
     pub(crate) callback_url: String,
     /// Where logins run: `auth_host` (with `public_url`'s scheme and port), else `public_url`.
     pub(crate) login_origin: String,
+    /// [`Shared::login_origin`] parsed: the scheme and port an absolute `rd` must have.
+    login_url: Option<url::Url>,
 }
 
 /// A cheap-to-clone handle to the proxy's shared state; every clone sees a reload.
@@ -286,6 +288,7 @@ impl Shared {
             uri_header,
             callback_path,
             callback_url,
+            login_url: url::Url::parse(&login_origin).ok(),
             login_origin,
             config,
         })
@@ -430,10 +433,7 @@ impl Shared {
         };
         // A front server that sends the host without its port (nginx's `$host`) serves on
         // the login origin's port: the way back is on that port too.
-        let port = match url::Url::parse(&self.login_origin)
-            .ok()
-            .and_then(|u| u.port())
-        {
+        let port = match self.login_url.as_ref().and_then(|u| u.port()) {
             Some(p) if !host.contains(':') => format!(":{p}"),
             _ => String::new(),
         };
@@ -485,11 +485,11 @@ impl Shared {
 
     fn routed_url(&self, rd: &str) -> Option<String> {
         let auth_host = self.config.auth_host.as_deref()?;
-        if rd.len() > 2048 || rd.bytes().any(|b| b == b'\\' || b <= b' ' || b == 0x7f) {
+        if !crate::redirect::is_plain(rd) {
             return None;
         }
         let url = url::Url::parse(rd).ok()?;
-        let login = url::Url::parse(&self.login_origin).ok()?;
+        let login = self.login_url.as_ref()?;
         let same_place = url.scheme() == login.scheme()
             && url.port_or_known_default() == login.port_or_known_default()
             && url.username().is_empty()
@@ -498,12 +498,8 @@ impl Shared {
             return None;
         };
         let auth = crate::route::host_only(auth_host).unwrap_or(auth_host);
-        let domain = self.config.session.cookie_domain.trim_start_matches('.');
-        let under = host.eq_ignore_ascii_case(domain)
-            || host
-                .to_ascii_lowercase()
-                .ends_with(&format!(".{}", domain.to_ascii_lowercase()));
-        let served = host.eq_ignore_ascii_case(auth) || (under && self.routes.serves_host(host));
+        let served = host.eq_ignore_ascii_case(auth)
+            || (self.config.under_cookie_domain(host) && self.routes.serves_host(host));
         (same_place && served).then(|| url.to_string())
     }
 

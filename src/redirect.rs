@@ -13,16 +13,18 @@ pub fn safe_rd(rd: Option<&str>) -> String {
     }
 }
 
+/// At most 2048 bytes, and none that browsers rewrite: backslashes become slashes,
+/// whitespace and controls are dropped. The first test for any `rd`, relative or absolute.
+pub(crate) fn is_plain(rd: &str) -> bool {
+    rd.len() <= 2048 && !rd.bytes().any(|b| b == b'\\' || b <= b' ' || b == 0x7f)
+}
+
 fn is_safe(rd: &str) -> bool {
     let bytes = rd.as_bytes();
-    if bytes.first() != Some(&b'/') || rd.len() > 2048 {
+    if bytes.first() != Some(&b'/') || !is_plain(rd) {
         return false;
     }
     if matches!(bytes.get(1), Some(b'/' | b'\\')) {
-        return false;
-    }
-    // Backslashes become slashes in browsers; whitespace and controls are dropped by them.
-    if bytes.iter().any(|&b| b == b'\\' || b <= b' ' || b == 0x7f) {
         return false;
     }
     // Final word from a real URL parser: resolved against an origin, it must stay there.

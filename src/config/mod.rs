@@ -855,6 +855,18 @@ impl Config {
         }
     }
 
+    /// True when `host` (a name, or a `*.suffix` rule) is `session.cookie_domain` or under it,
+    /// so the session cookie reaches it (any case).
+    pub fn under_cookie_domain(&self, host: &str) -> bool {
+        let domain = self.session.cookie_domain.trim_start_matches('.');
+        let host = host.strip_prefix("*.").unwrap_or(host);
+        host.eq_ignore_ascii_case(domain)
+            || host.len() > domain.len()
+                && host.is_char_boundary(host.len() - domain.len())
+                && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
+                && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+    }
+
     /// True when cookies must carry `Secure`.
     pub fn secure_cookies(&self) -> bool {
         self.public_url

@@ -228,15 +228,6 @@ impl Config {
                 );
             }
         }
-        let domain = self
-            .session
-            .cookie_domain
-            .trim_start_matches('.')
-            .to_ascii_lowercase();
-        let under_domain = |host: &str| {
-            let host = host.trim_start_matches("*.").to_ascii_lowercase();
-            host == domain || host.ends_with(&format!(".{domain}"))
-        };
         let cookie_domain = &self.session.cookie_domain;
         if !cookie_domain.is_empty() && !is_host_name(cookie_domain.trim_start_matches('.')) {
             bad(
@@ -265,7 +256,7 @@ impl Config {
                     "auth_host",
                     "needs session.cookie_domain: the session cookie set at the login host must reach the app hosts, e.g. cookie_domain = \".corp.example\" under [session]".into(),
                 );
-            } else if !under_domain(host) {
+            } else if !self.under_cookie_domain(host) {
                 bad(
                     "auth_host",
                     format!(
@@ -291,7 +282,7 @@ impl Config {
                     );
                 } else if self.auth_host.is_some()
                     && !cookie_domain.is_empty()
-                    && !under_domain(host)
+                    && !self.under_cookie_domain(host)
                 {
                     bad(
                         &key("host"),
