@@ -46,30 +46,17 @@ async fn pyjwt(h: &common::Harness, token: &str, now: Option<u64>) -> Verdict {
 
 /// [`pyjwt`] against the proxy at `base` (also the issuer), expecting `audience`.
 async fn pyjwt_at(base: &str, audience: &str, token: &str, now: Option<u64>) -> Verdict {
-    use tokio::io::AsyncWriteExt;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/assertion/verify.py");
-    let mut cmd = tokio::process::Command::new(venv_python());
-    cmd.arg(script)
-        .arg(format!("{base}/_auth/jwks.json"))
-        .arg(base)
-        .arg(audience);
+    let mut args = vec![
+        script.display().to_string(),
+        format!("{base}/_auth/jwks.json"),
+        base.to_string(),
+        audience.to_string(),
+    ];
     if let Some(now) = now {
-        cmd.arg(now.to_string());
+        args.push(now.to_string());
     }
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(token.as_bytes()).await.expect("token in");
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("verify.py finishes")
-        .expect("verify.py runs");
+    let out = python(&args, token).await;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
@@ -77,6 +64,30 @@ async fn pyjwt_at(base: &str, audience: &str, token: &str, now: Option<u64>) -> 
         Some(1) if stdout.starts_with("REJECTED ") => Verdict::Rejected(stdout),
         _ => panic!("verify.py failed: {stdout} {stderr}"),
     }
+}
+
+/// The venv's Python with `args`, `stdin` on its standard input; its output once it exits
+/// (bounded: 60 s).
+async fn python(args: &[String], stdin: &str) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(venv_python())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python starts");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("stdin written");
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("python finishes")
+        .expect("python runs")
 }
 
 fn valid(v: Verdict) -> serde_json::Value {
@@ -366,7 +377,6 @@ async fn key_rotation_with_the_binary() {
 /// verifies a real assertion — so the snippet users copy cannot drift from what works.
 #[tokio::test]
 async fn readme_python_example_runs_against_a_live_proxy() {
-    use tokio::io::AsyncWriteExt;
     let (h, session) = logged_in().await;
     let echo = h.echo(&session, "/app", &[]).await;
     let token = upstream_assertion(&echo);
@@ -384,22 +394,7 @@ async fn readme_python_example_runs_against_a_live_proxy() {
          class Request:\n    headers = {{'X-DingTalk-Assertion': sys.stdin.read().strip()}}\n\
          print(json.dumps(user_of(Request()), ensure_ascii=False))\n"
     );
-    let mut child = tokio::process::Command::new(venv_python())
-        .arg("-c")
-        .arg(&program)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python starts");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(token.as_bytes()).await.expect("token in");
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("finishes")
-        .expect("runs");
+    let out = python(&["-c".to_string(), program.clone()], &token).await;
     assert!(
         out.status.success(),
         "the README snippet failed: {}\n{program}",

@@ -26,8 +26,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{
-    deploy_file, free_port, replace_required, state_cookie, state_from_page, urlencode, wangwu,
-    ChildGuard, BROWSER_UA, DINGTALK_UA, SECRET,
+    deploy_file, free_port, replace_required, urlencode, wangwu, ChildGuard, BROWSER_UA, SECRET,
 };
 use dingtalk_auth_proxy::config::Config;
 use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeHandle, FakeUser};
@@ -117,39 +116,10 @@ impl Front {
         userid: &str,
         login: &str,
     ) -> (String, String, String) {
-        let page = self
-            .get(
-                login,
-                &[("user-agent", DINGTALK_UA), ("accept", "text/html")],
-            )
-            .await;
-        assert_eq!(page.status(), 200, "login page {login}");
-        let state_cookie = state_cookie(page.headers()).expect("state cookie");
-        let state = state_from_page(&page.text().await.expect("page body"));
-        let code = fake.mint_code(userid).expect("user exists in the fake");
-        let callback = format!(
-            "https://login.corp.example/_auth/callback?code={}&state={}",
-            urlencode(&code),
-            urlencode(&state)
-        );
-        let cb = self
-            .get(
-                &callback,
-                &[("cookie", &state_cookie), ("user-agent", DINGTALK_UA)],
-            )
-            .await;
-        assert_eq!(cb.status(), 302, "callback: {:?}", cb.text().await);
-        let location = cb.headers()["location"].to_str().unwrap().to_string();
-        let line = cb
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("dap_session="))
-            .expect("session cookie")
-            .to_string();
-        let pair = line.split(';').next().unwrap().to_string();
-        (pair, line, location)
+        let origin = self.at("https://login.corp.example");
+        let done =
+            common::inapp_login_with(&self.http, &self.at(login), &origin, fake, userid).await;
+        (done.session, done.set_cookie, done.location)
     }
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{urlencode, wangwu, DINGTALK_UA, SECRET};
+use common::{urlencode, wangwu, SECRET};
 use dingtalk_auth_proxy::config::{Config, RouteConfig, Secret};
 use dingtalk_auth_proxy::fake::{FakeDingTalk, FakeHandle};
 use dingtalk_auth_proxy::user::Field;
@@ -132,41 +132,9 @@ impl Multi {
             "login.corp.test",
             &format!("/_auth/login?rd={}", urlencode(rd)),
         );
-        let page = self
-            .get(
-                &login,
-                &[("user-agent", DINGTALK_UA), ("accept", "text/html")],
-            )
-            .await;
-        assert_eq!(page.status(), 200, "login page");
-        let state_cookie = common::state_cookie(page.headers()).expect("state cookie");
-        let state = common::state_from_page(&page.text().await.expect("page"));
-        let code = self.fake.mint_code(userid).expect("user exists");
-        let cb = self
-            .get(
-                &self.url(
-                    "login.corp.test",
-                    &format!(
-                        "/_auth/callback?code={}&state={}",
-                        urlencode(&code),
-                        urlencode(&state)
-                    ),
-                ),
-                &[("cookie", &state_cookie), ("user-agent", DINGTALK_UA)],
-            )
-            .await;
-        assert_eq!(cb.status(), 302, "callback");
-        let location = cb.headers()["location"].to_str().unwrap().to_string();
-        let line = cb
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("dap_session="))
-            .map(str::to_string)
-            .unwrap_or_default();
-        let pair = common::set_cookie(cb.headers(), "dap_session").unwrap_or_default();
-        (pair, line, location)
+        let origin = self.url("login.corp.test", "");
+        let done = common::inapp_login_with(&self.http, &login, &origin, &self.fake, userid).await;
+        (done.session, done.set_cookie, done.location)
     }
 
     /// What the echo behind `host` + `path` received, as JSON (asserting a 200).

@@ -203,21 +203,50 @@ pub async fn inapp_login_via(
     userid: &str,
     login_path: &str,
 ) -> (String, String) {
-    let http = client();
+    let login = inapp_login_with(
+        &client(),
+        &format!("{front}{login_path}"),
+        front,
+        fake,
+        userid,
+    )
+    .await;
+    (login.session, login.location)
+}
+
+/// How an in-app login ended.
+pub struct InAppLogin {
+    /// The `dap_session=…` pair.
+    pub session: String,
+    /// The whole `Set-Cookie` line that carried it (its attributes: Domain, Secure, …).
+    pub set_cookie: String,
+    /// Where the callback sent the browser.
+    pub location: String,
+}
+
+/// [`inapp_login_via`] with `http` (e.g. a client that resolves made-up host names): the
+/// page at `login_url`, a code from the fake JSAPI, the callback at `{origin}/_auth/callback`.
+pub async fn inapp_login_with(
+    http: &reqwest::Client,
+    login_url: &str,
+    origin: &str,
+    fake: &FakeHandle,
+    userid: &str,
+) -> InAppLogin {
     let resp = http
-        .get(format!("{front}{login_path}"))
+        .get(login_url)
         .header("user-agent", DINGTALK_UA)
         .header("accept", "text/html")
         .send()
         .await
         .expect("login page");
-    assert_eq!(resp.status(), 200, "login page");
+    assert_eq!(resp.status(), 200, "login page {login_url}");
     let state_cookie = state_cookie(resp.headers()).expect("state cookie");
     let state = state_from_page(&resp.text().await.expect("page body"));
     let code = fake.mint_code(userid).expect("user exists in the fake");
     let resp = http
         .get(format!(
-            "{front}/_auth/callback?code={}&state={}",
+            "{origin}/_auth/callback?code={}&state={}",
             urlencode(&code),
             urlencode(&state)
         ))
@@ -232,7 +261,19 @@ pub async fn inapp_login_via(
         .unwrap_or_default()
         .to_string();
     let session = set_cookie(resp.headers(), "dap_session").expect("session cookie");
-    (session, location)
+    let set_cookie = resp
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("dap_session=") && !v.starts_with("dap_session=;"))
+        .unwrap_or_default()
+        .to_string();
+    InAppLogin {
+        session,
+        set_cookie,
+        location,
+    }
 }
 
 /// GET `url` as a logged-in user who also claims to be someone else in every spelling of the

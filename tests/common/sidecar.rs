@@ -89,3 +89,29 @@ pub async fn assert_assertion_passed_on(s: &Sidecar, session: &str, signed: bool
         assert!(got.iter().all(|v| v.is_empty()), "{got:?}");
     }
 }
+
+/// Two verify-only routes: a strict one for the host the front server serves (`127.0.0.1`,
+/// login needed) and an open one (`open.test`, every path skipped).
+pub fn strict_and_open_hosts(c: &mut dingtalk_auth_proxy::Config) {
+    let route = |host: &str| dingtalk_auth_proxy::config::RouteConfig {
+        host: Some(host.into()),
+        ..Default::default()
+    };
+    let strict = route("127.0.0.1");
+    let mut open = route("open.test");
+    open.access.skip_auth = Some(vec!["^/".into()]);
+    c.routes = vec![strict, open];
+}
+
+/// Through `front` (with [`strict_and_open_hosts`]), a client's own `X-Forwarded-Host` naming
+/// the open host does not choose its policy: an anonymous API request stays 401.
+pub async fn assert_forwarded_host_ignored(front: &str) {
+    for spoof in ["open.test", "open.test, 127.0.0.1"] {
+        let r = get_url(
+            &format!("{front}/app/page"),
+            &[("accept", "application/json"), ("x-forwarded-host", spoof)],
+        )
+        .await;
+        assert_eq!(r.status(), 401, "X-Forwarded-Host: {spoof}");
+    }
+}
