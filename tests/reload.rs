@@ -17,6 +17,23 @@ fn hup(p: &binary::ProxyProcess) {
     assert_eq!(rc, 0);
 }
 
+/// Sends `text` on the WebSocket and returns the echo (bounded: 10 s).
+async fn ws_echo<S>(ws: &mut S, text: &str) -> String
+where
+    S: futures_util::Sink<Message>
+        + futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+    S::Error: std::fmt::Debug,
+{
+    ws.send(Message::text(text)).await.expect("sent");
+    let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("not an error");
+    back.into_text().expect("text").as_str().to_string()
+}
+
 fn oa_only(echo: std::net::SocketAddr) -> String {
     format!(
         r#"
@@ -101,13 +118,7 @@ async fn sighup_reloads_routes_without_dropping_requests() {
     let slow = slow.await.unwrap().expect("the slow request completes");
     assert_eq!(slow.status(), 200);
     assert!(started.elapsed() < Duration::from_secs(10));
-    ws.send(Message::text("still here")).await.unwrap();
-    let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .expect("echo in time")
-        .expect("a message")
-        .expect("not an error");
-    assert_eq!(back.into_text().unwrap().as_str(), "still here");
+    assert_eq!(ws_echo(&mut ws, "still here").await, "still here");
 
     // A broken file: refused, the key named, the running routes keep serving.
     std::fs::write(
@@ -120,12 +131,9 @@ async fn sighup_reloads_routes_without_dropping_requests() {
     let refused = lines.last().unwrap();
     assert!(refused.contains("routes[0].upstream"), "{refused}");
     assert_eq!(http.get(&wiki).send().await.unwrap().status(), 200);
-    ws.send(Message::text("after the refusal")).await.unwrap();
-    let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
-        .await
-        .expect("echo in time")
-        .expect("a message")
-        .expect("not an error");
-    assert_eq!(back.into_text().unwrap().as_str(), "after the refusal");
+    assert_eq!(
+        ws_echo(&mut ws, "after the refusal").await,
+        "after the refusal"
+    );
     ws.close(None).await.ok();
 }
