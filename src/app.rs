@@ -509,8 +509,7 @@ impl Shared {
         let (host, path) = match url::Url::parse(rd) {
             Ok(u) => (u.host_str().map(str::to_string), u.path().to_string()),
             Err(_) => (
-                crate::route::request_host(headers, &http::Uri::from_static("/"))
-                    .map(str::to_string),
+                crate::route::request_host(headers).map(str::to_string),
                 rd.split(['?', '#']).next().unwrap_or("/").to_string(),
             ),
         };

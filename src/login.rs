@@ -517,7 +517,7 @@ pub fn original_host<'a>(
         .flatten();
     match forwarded {
         Some(h) => crate::route::host_only(h.split(',').next().unwrap_or(h).trim()),
-        None => crate::route::host_only(headers.get(http::header::HOST)?.to_str().ok()?),
+        None => crate::route::request_host(headers),
     }
 }
 

@@ -428,14 +428,10 @@ fn upstream(config: &Config, url: &Url, timeout: Duration) -> Result<Upstream, P
     )
 }
 
-/// The request's host, without port or trailing dot: `Host` (HTTP/1.1) or the URI's
-/// authority (HTTP/2). `None` when there is none or it is not a plain host name.
-pub fn request_host<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
-    let raw = match headers.get(http::header::HOST) {
-        Some(v) => v.to_str().ok()?,
-        None => uri.authority()?.as_str(),
-    };
-    host_only(raw)
+/// The request's host, without port or trailing dot, from `Host` (which the server sets from
+/// the URI's authority for HTTP/2). `None` when there is none or it is not a plain host name.
+pub fn request_host(headers: &http::HeaderMap) -> Option<&str> {
+    host_only(headers.get(http::header::HOST)?.to_str().ok()?)
 }
 
 /// `host[:port]` → `host` (an IPv6 literal keeps its brackets); `None` for anything that is

@@ -62,7 +62,7 @@ impl App {
         // 1. Never let a client speak for the user: every header any route trusts goes.
         app.routes.all_headers().strip(req.headers_mut());
         let host = if app.routes.by_host() {
-            route::request_host(req.headers(), req.uri())
+            route::request_host(req.headers())
         } else {
             None
         };
